@@ -1,0 +1,173 @@
+//! Google OAuth2 access tokens for a service account (JWT-bearer grant), via yup-oauth2.
+//!
+//! The key file's `token_uri` is honoured (that is how the sandbox is reached); plain
+//! `http` is allowed only to loopback addresses. yup-oauth2 caches the token in memory
+//! and refreshes it shortly before expiry.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use yup_oauth2::ServiceAccountKey;
+use yup_oauth2::authenticator::Authenticator;
+
+use super::AuthError;
+use crate::secret::Secret;
+
+pub const ANDROID_PUBLISHER_SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
+
+/// A cached source of access tokens for one service account.
+pub struct GoogleTokenSource {
+    auth: Authenticator<HttpsConnector<HttpConnector>>,
+    pub client_email: String,
+    pub token_uri: String,
+}
+
+impl std::fmt::Debug for GoogleTokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoogleTokenSource")
+            .field("client_email", &self.client_email)
+            .field("token_uri", &self.token_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token, its expiry, and whether the token endpoint was called for it.
+pub struct AccessToken {
+    pub token: Secret,
+    pub expires_at: Option<std::time::SystemTime>,
+}
+
+/// Is `uri` https, or http to a loopback address?
+pub fn check_token_uri(uri: &str) -> Result<(), AuthError> {
+    let url = reqwest::Url::parse(uri).map_err(|e| AuthError::Grant {
+        uri: uri.to_string(),
+        reason: format!("invalid token_uri: {e}"),
+    })?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&url) => Ok(()),
+        _ => Err(AuthError::InsecureTokenUri(uri.to_string())),
+    }
+}
+
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+impl GoogleTokenSource {
+    /// Reads a service-account key file (Google's JSON format).
+    pub async fn from_key_file(path: &Path, timeout: Duration) -> Result<Self, AuthError> {
+        let text = std::fs::read(path).map_err(|e| AuthError::KeyFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let key = yup_oauth2::parse_service_account_key(&text).map_err(|e| AuthError::BadKey {
+            path: path.to_path_buf(),
+            reason: format!(
+                "not a Google service-account key file ({e}); download a JSON key from IAM > Service accounts"
+            ),
+        })?;
+        Self::from_key(key, timeout).await.map_err(|e| match e {
+            AuthError::BadKey { reason, .. } => AuthError::BadKey {
+                path: path.to_path_buf(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    pub async fn from_key(key: ServiceAccountKey, timeout: Duration) -> Result<Self, AuthError> {
+        check_token_uri(&key.token_uri)?;
+        if !key.private_key.contains("BEGIN PRIVATE KEY") {
+            return Err(AuthError::BadKey {
+                path: "<memory>".into(),
+                reason: "private_key is not a PKCS#8 PEM key".into(),
+            });
+        }
+        let client_email = key.client_email.clone();
+        let token_uri = key.token_uri.clone();
+        let auth = yup_oauth2::ServiceAccountAuthenticator::builder(key)
+            .with_timeout(timeout)
+            .build()
+            .await
+            .map_err(|e| AuthError::BadKey {
+                path: "<memory>".into(),
+                reason: format!("unusable service-account key: {e}"),
+            })?;
+        Ok(GoogleTokenSource {
+            auth,
+            client_email,
+            token_uri,
+        })
+    }
+
+    /// An access token for the Android Publisher scope: cached, or fetched now.
+    pub async fn token(&self) -> Result<AccessToken, AuthError> {
+        let t = self
+            .auth
+            .token(&[ANDROID_PUBLISHER_SCOPE])
+            .await
+            .map_err(|e| self.grant_error(e))?;
+        self.wrap(t)
+    }
+
+    /// Drops the cached token and fetches a new one (after a 401).
+    pub async fn refresh(&self) -> Result<AccessToken, AuthError> {
+        let t = self
+            .auth
+            .force_refreshed_token(&[ANDROID_PUBLISHER_SCOPE])
+            .await
+            .map_err(|e| self.grant_error(e))?;
+        self.wrap(t)
+    }
+
+    fn wrap(&self, t: yup_oauth2::AccessToken) -> Result<AccessToken, AuthError> {
+        let token = t.token().ok_or_else(|| AuthError::Grant {
+            uri: self.token_uri.clone(),
+            reason: "the response carried no access_token".into(),
+        })?;
+        Ok(AccessToken {
+            token: Secret::new(token),
+            expires_at: t.expiration_time().map(std::time::SystemTime::from),
+        })
+    }
+
+    fn grant_error(&self, e: yup_oauth2::Error) -> AuthError {
+        let reason = match e {
+            yup_oauth2::Error::AuthError(a) => match a.error_description {
+                Some(d) => format!("{}: {d}", a.error.as_str()),
+                None => a.error.as_str().to_string(),
+            },
+            yup_oauth2::Error::HttpError(e) => format!("connection failed: {e}"),
+            yup_oauth2::Error::HttpClientError(e) => format!("request failed: {e}"),
+            other => other.to_string(),
+        };
+        AuthError::Grant {
+            uri: self.token_uri.clone(),
+            reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(check_token_uri("https://oauth2.googleapis.com/token").is_ok());
+        assert!(check_token_uri("http://127.0.0.1:8080/token").is_ok());
+        assert!(check_token_uri("http://[::1]:8080/token").is_ok());
+        assert!(matches!(
+            check_token_uri("http://oauth2.googleapis.com/token"),
+            Err(AuthError::InsecureTokenUri(_))
+        ));
+    }
+}

@@ -1,0 +1,168 @@
+//! The fault-injection layer and the sandbox's own admin endpoints.
+//!
+//! Injected errors look like the real service's errors: Apple's `{errorCode, errorMessage}`
+//! (429 with `Retry-After` in absolute UNIX milliseconds), Google's error envelope, the
+//! backend's `{"error": ...}`. An outage is a load balancer's HTML 503.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::faults::{Action, FaultSpec};
+use super::{Shared, now_ms};
+
+pub async fn inject_faults(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    if path.starts_with("/sandbox/") {
+        return next.run(req).await;
+    }
+    let decision = {
+        let faults = state.faults.read();
+        let rule = faults
+            .as_ref()
+            .ok()
+            .and_then(|f| f.route_for(req.method().as_str(), &path).cloned());
+        rule.map(|r| match state.rng.lock() {
+            Ok(mut rng) => r.decide(&mut rng),
+            Err(_) => (Duration::ZERO, Action::Pass),
+        })
+    };
+    let Some((latency, action)) = decision else {
+        return next.run(req).await;
+    };
+    if !latency.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(latency) => {}
+            _ = state.shutting_down() => return unavailable(),
+        }
+    }
+    match action {
+        Action::Pass => next.run(req).await,
+        Action::Hang => {
+            state.shutting_down().await;
+            unavailable()
+        }
+        Action::Outage => unavailable(),
+        Action::Fail {
+            status,
+            retry_after,
+        } => injected_error(&path, status, retry_after),
+    }
+}
+
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "text/html")],
+        "<html><head><title>503 Service Temporarily Unavailable</title></head>\
+         <body><center><h1>503 Service Temporarily Unavailable</h1></center></body></html>",
+    )
+        .into_response()
+}
+
+fn injected_error(path: &str, status: u16, retry_after: Option<Duration>) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let wait = retry_after.unwrap_or(Duration::from_secs(1));
+    let mut headers = HeaderMap::new();
+    let body = if path.starts_with("/inApps/") {
+        if code == StatusCode::TOO_MANY_REQUESTS {
+            // Apple: Retry-After is an absolute UNIX time in milliseconds.
+            let at = now_ms() + wait.as_millis() as i64;
+            headers.insert("retry-after", HeaderValue::from(at));
+        }
+        super::apple::error_body(code)
+    } else {
+        if matches!(code.as_u16(), 429 | 503) {
+            headers.insert(
+                "retry-after",
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
+        }
+        if path.starts_with("/androidpublisher/") || path == "/token" {
+            super::google::error_envelope(code, "Injected fault.")
+        } else {
+            serde_json::json!({"error": format!("injected fault: HTTP {status}")})
+        }
+    };
+    (code, headers, Json(body)).into_response()
+}
+
+/// Is this request carrying the sandbox admin token?
+pub fn is_admin(state: &Shared, headers: &HeaderMap) -> bool {
+    let expected = format!("Bearer {}", state.creds.admin_token.expose());
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| constant_time_eq(v.as_bytes(), expected.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn forbidden() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(serde_json::json!({"error": "admin token required"})),
+    )
+        .into_response()
+}
+
+pub fn admin_routes() -> Router<Shared> {
+    Router::new()
+        .route("/sandbox/faults", get(get_faults).put(put_faults))
+        .route("/sandbox/google/revoke", post(revoke_google_tokens))
+}
+
+async fn get_faults(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if !is_admin(&state, &headers) {
+        return forbidden();
+    }
+    Json(state.faults()).into_response()
+}
+
+async fn put_faults(State(state): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    if !is_admin(&state, &headers) {
+        return forbidden();
+    }
+    let spec: FaultSpec = match serde_json::from_str(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": format!("invalid fault spec: {e}")})),
+            )
+                .into_response();
+        }
+    };
+    if let Err(e) = spec.validate() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": e})),
+        )
+            .into_response();
+    }
+    if let Ok(mut rng) = state.rng.lock() {
+        *rng = spec.rng();
+    }
+    if let Ok(mut f) = state.faults.write() {
+        *f = spec.clone();
+    }
+    Json(spec).into_response()
+}
+
+/// Expires every access token issued so far (a revoked or rotated credential).
+async fn revoke_google_tokens(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    if !is_admin(&state, &headers) {
+        return forbidden();
+    }
+    let n = state.google.revoke_all();
+    Json(serde_json::json!({"revoked": n})).into_response()
+}

@@ -1,0 +1,186 @@
+//! Secret values and where they come from.
+//!
+//! A [`Secret`] never prints its content: `Debug` and `Display` redact, so a secret that
+//! ends up in a log line, an error or a panic message shows `[redacted]`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A secret string. Read it with [`Secret::expose`], only where it is sent.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself: for an `Authorization` header or a signer, never for output.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Where a secret comes from in `probe.toml`: `{ env = "NAME" }` or `{ file = "path" }`.
+/// An inline `{ value = "..." }` is accepted only with `insecure_inline = true`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub insecure_inline: bool,
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretSource")
+            .field("env", &self.env)
+            .field("file", &self.file)
+            .field("value", &self.value.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set (export it, or use {{ file = \"...\" }})")]
+    MissingEnv(String),
+    #[error("cannot read secret file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error(
+        "a secret source needs exactly one of `env` or `file` (inline `value` only with insecure_inline = true)"
+    )]
+    Shape,
+}
+
+impl SecretSource {
+    pub fn from_env(name: &str) -> Self {
+        SecretSource {
+            env: Some(name.to_string()),
+            file: None,
+            value: None,
+            insecure_inline: false,
+        }
+    }
+
+    pub fn from_file(path: impl Into<PathBuf>) -> Self {
+        SecretSource {
+            env: None,
+            file: Some(path.into()),
+            value: None,
+            insecure_inline: false,
+        }
+    }
+
+    /// Checks the shape: exactly one source, inline only when explicitly allowed.
+    pub fn validate(&self) -> Result<(), SecretError> {
+        let inline_ok = self.value.is_some() && self.insecure_inline;
+        let n = self.env.is_some() as u8 + self.file.is_some() as u8 + inline_ok as u8;
+        if n == 1 && (self.value.is_none() || self.insecure_inline) {
+            Ok(())
+        } else {
+            Err(SecretError::Shape)
+        }
+    }
+
+    /// The file this secret lives in, resolved against `base` (the config's folder).
+    pub fn file_path(&self, base: &Path) -> Option<PathBuf> {
+        self.file.as_ref().map(|p| base.join(p))
+    }
+
+    /// Reads the secret; a file's trailing newline is dropped.
+    pub fn load(&self, base: &Path) -> Result<Secret, SecretError> {
+        self.validate()?;
+        if let Some(name) = &self.env {
+            return std::env::var(name)
+                .map(Secret)
+                .map_err(|_| SecretError::MissingEnv(name.clone()));
+        }
+        if let Some(path) = self.file_path(base) {
+            let text = std::fs::read_to_string(&path).map_err(|e| SecretError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            warn_if_world_readable(&path);
+            return Ok(Secret(text.trim_end_matches(['\n', '\r']).to_string()));
+        }
+        Ok(Secret(self.value.clone().unwrap_or_default()))
+    }
+}
+
+/// A secret file others can read is worth a warning, not a refusal (ConfigMaps mount 0644).
+fn warn_if_world_readable(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o004 != 0 {
+                tracing::warn!(path = %path.display(), "secret file is readable by other users; chmod 600 it");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_redact() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}{s}").contains("hunter2"));
+        let src = SecretSource {
+            env: None,
+            file: None,
+            value: Some("hunter2".into()),
+            insecure_inline: true,
+        };
+        assert!(!format!("{src:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn inline_needs_explicit_opt_in() {
+        let mut src = SecretSource {
+            env: None,
+            file: None,
+            value: Some("x".into()),
+            insecure_inline: false,
+        };
+        assert_eq!(src.validate(), Err(SecretError::Shape));
+        src.insecure_inline = true;
+        assert!(src.validate().is_ok());
+    }
+
+    #[test]
+    fn file_secret_trims_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t"), "abc\n").unwrap();
+        let s = SecretSource::from_file("t").load(dir.path()).unwrap();
+        assert_eq!(s.expose(), "abc");
+        let missing = SecretSource::from_file("nope").load(dir.path());
+        assert!(matches!(missing, Err(SecretError::File { .. })));
+    }
+}

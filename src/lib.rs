@@ -10,8 +10,14 @@
 //! - [`sandbox`]: faithful local fakes of Apple, Google and a reference IAP backend.
 pub mod probe;
 
+pub mod app;
 pub mod auth;
 pub mod clock;
+pub mod config;
 pub mod jws;
 pub mod sandbox;
 pub mod secret;
+pub mod shipped;
+pub mod slo;
+pub mod runner;
+pub mod report;

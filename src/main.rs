@@ -1,20 +1,46 @@
 //! `probe`: parse the command line, turn it into engine options, call the library, map
 //! the outcome to an exit code. No probing logic lives here.
+//!
+//! Exit codes: 0 all pass; 1 an SLO or a probe failed; 2 usage, config or credential-file
+//! error (nothing was probed); 3 internal error.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use iap_probe::app::{self, AppError, RunRequest, Selection, TokenKind};
+use iap_probe::probe::Platform;
+use iap_probe::report::{Format, Report};
 
 #[derive(Parser)]
-#[command(name = "probe", version, about = "Synthetic purchase-flow prober for In-App Purchase backends")]
+#[command(
+    name = "probe",
+    version,
+    about = "Synthetic purchase-flow prober for In-App Purchase backends",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// `probe --platform ios` runs `run`.
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run probes against the configured backend (the default command).
+    Run(RunArgs),
+    /// Start the embedded sandbox and run every shipped probe against it.
+    Demo {
+        /// Fault-injection file (TOML) for the sandbox, to see a failing run.
+        #[arg(long)]
+        faults: Option<PathBuf>,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Serve the fake Apple, Google and reference backend stack.
     Sandbox {
         /// Address to listen on (one listener serves every part).
@@ -27,6 +53,79 @@ enum Command {
         #[arg(long)]
         faults: Option<PathBuf>,
     },
+    /// Validate probe.toml and probes/ offline.
+    Check {
+        #[arg(long, short, default_value = "probe.toml")]
+        config: PathBuf,
+    },
+    /// Show probes, platforms, steps and SLOs.
+    List {
+        #[arg(long, short, default_value = "probe.toml")]
+        config: PathBuf,
+    },
+    /// Acquire a credential and show its claims and expiry (never the secret).
+    Token {
+        #[arg(value_enum)]
+        provider: Provider,
+        #[arg(long, short, default_value = "probe.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Provider {
+    Apple,
+    Google,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlatformArg {
+    Ios,
+    Android,
+    All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Table,
+    Json,
+}
+
+#[derive(Args, Clone)]
+struct OutputArgs {
+    /// Output format (default: table on a terminal, json otherwise).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Write the report to this file instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Only these platforms' probes (platform-independent probes always run).
+    #[arg(long, value_enum)]
+    platform: Option<PlatformArg>,
+    /// Only this probe (repeatable).
+    #[arg(long = "probe", value_name = "NAME")]
+    probes: Vec<String>,
+    /// Repeat every probe N times (sampling mode).
+    #[arg(long, default_value_t = 1)]
+    iterations: u64,
+    /// Concurrent workers per probe in sampling mode.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Whole-run deadline, e.g. 120s.
+    #[arg(long, value_parser = parse_duration)]
+    deadline: Option<Duration>,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[arg(long, short, default_value = "probe.toml")]
+    config: PathBuf,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 120s or 2m)"))
 }
 
 fn init_tracing() {
@@ -41,57 +140,129 @@ fn init_tracing() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("internal error: {info} (please report this)");
+        std::process::exit(3);
+    }));
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("internal error: cannot start the async runtime: {e}");
             return ExitCode::from(3);
         }
     };
-    match cli.command {
-        Some(Command::Sandbox {
-            listen,
-            state_dir,
-            faults,
-        }) => rt.block_on(sandbox(listen, state_dir, faults)),
-        None => {
-            eprintln!("error: no command given; try `probe --help`");
-            ExitCode::from(2)
+    let result = rt.block_on(dispatch(cli));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-async fn sandbox(listen: String, state_dir: PathBuf, faults: Option<PathBuf>) -> ExitCode {
-    let mut options = iap_probe::sandbox::SandboxOptions::default();
-    if let Some(path) = faults {
-        match iap_probe::sandbox::load_faults(&path) {
-            Ok(f) => options.faults = f,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
+async fn dispatch(cli: Cli) -> Result<u8, AppError> {
+    match cli.command {
+        None => run(&cli.run.config, &cli.run.out).await,
+        Some(Command::Run(args)) => run(&args.config, &args.out).await,
+        Some(Command::Demo { faults, out }) => {
+            let report = app::demo(faults.as_deref(), &request(&out)).await?;
+            emit(&report, &out)
+        }
+        Some(Command::Sandbox {
+            listen,
+            state_dir,
+            faults,
+        }) => sandbox(listen, state_dir, faults).await,
+        Some(Command::Check { config }) => {
+            println!("{}", app::check(&config).await?);
+            Ok(0)
+        }
+        Some(Command::List { config }) => {
+            print!("{}", app::list(&config)?);
+            Ok(0)
+        }
+        Some(Command::Token { provider, config }) => {
+            let kind = match provider {
+                Provider::Apple => TokenKind::Apple,
+                Provider::Google => TokenKind::Google,
+            };
+            print!("{}", app::token(&config, kind).await?);
+            Ok(0)
         }
     }
-    let running = match iap_probe::sandbox::start(&listen, &state_dir, options).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+}
+
+fn request(out: &OutputArgs) -> RunRequest {
+    RunRequest {
+        selection: Selection {
+            platform: out.platform.map(|p| match p {
+                PlatformArg::Ios => Platform::Ios,
+                PlatformArg::Android => Platform::Android,
+                PlatformArg::All => Platform::Any,
+            }),
+            probes: out.probes.clone(),
+        },
+        iterations: out.iterations,
+        concurrency: out.concurrency,
+        deadline: out.deadline,
+    }
+}
+
+async fn run(config: &Path, out: &OutputArgs) -> Result<u8, AppError> {
+    let report = app::run(config, &request(out)).await?;
+    emit(&report, out)
+}
+
+fn emit(report: &Report, out: &OutputArgs) -> Result<u8, AppError> {
+    let terminal = std::io::stdout().is_terminal();
+    let format = match out.format {
+        Some(FormatArg::Table) => Format::Table,
+        Some(FormatArg::Json) => Format::Json,
+        None if terminal || out.output.is_some() => Format::Table,
+        None => Format::Json,
     };
+    match &out.output {
+        Some(path) => {
+            let format = if out.format.is_none() { Format::Json } else { format };
+            app::write_output(path, &app::render(report, format, false))?;
+            print!("{}", app::render(report, Format::Table, terminal));
+        }
+        None => {
+            let color = terminal && std::env::var_os("NO_COLOR").is_none();
+            print!("{}", app::render(report, format, color));
+        }
+    }
+    Ok(report.exit_code)
+}
+
+async fn sandbox(
+    listen: String,
+    state_dir: PathBuf,
+    faults: Option<PathBuf>,
+) -> Result<u8, AppError> {
+    let mut options = iap_probe::sandbox::SandboxOptions::default();
+    if let Some(path) = faults {
+        options.faults = iap_probe::sandbox::load_faults(&path)?;
+    }
+    let running = iap_probe::sandbox::start(&listen, &state_dir, options).await?;
     let base = &running.base_url;
     println!("sandbox listening on {}", running.addr);
     println!("  apple   (App Store Server API)  {base}/inApps/...");
     println!("  google  (OAuth2 token)          {base}/token");
     println!("  google  (Play Developer API v3) {base}/androidpublisher/v3/...");
     println!("  backend (reference IAP backend) {base}/iap/...");
-    println!("  state   {}", running.state_dir.display());
+    println!("  state    {}", running.state_dir.display());
     println!("  manifest {}", running.state_dir.join("sandbox.json").display());
+    println!(
+        "Probe it: probe run --config {}",
+        running.state_dir.join("probe.toml").display()
+    );
     println!("Ctrl-C to stop.");
     wait_for_signal().await;
     running.stop().await;
     eprintln!("sandbox stopped");
-    ExitCode::SUCCESS
+    Ok(0)
 }
 
 async fn wait_for_signal() {

@@ -263,7 +263,8 @@ fn json_eq(actual: &Value, expected: &Value, templated: bool) -> bool {
                     .all(|(k, x)| b.get(k).is_some_and(|y| json_eq(x, y, templated)))
         }
         (Value::Number(_) | Value::Bool(_), Value::String(s)) if templated => {
-            actual.to_string() == *s
+            let text = actual.to_string();
+            text == *s
         }
         _ => actual == expected,
     }

@@ -4,7 +4,7 @@
 //! Loading ([`load_dir`], [`load_file`], [`load_str`]) is the single path used by
 //! `probe check` and `probe run`; every problem is reported up front with file, line and
 //! key. At run time the runner renders requests with [`render`] / [`render_json`], judges
-//! responses with [`check`] and fills [`Vars`] with [`capture`].
+//! responses with [`check()`] and fills [`Vars`] with [`capture()`].
 
 pub mod assert;
 pub mod capture;

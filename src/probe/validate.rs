@@ -158,6 +158,7 @@ fn step(ctx: &mut Ctx<'_, '_>, s: &Spanned<StepDef>, key: &str, line: usize) -> 
             let msg = format!("`{name}` is not captured by this or an earlier step");
             ctx.err(&v.span(), &format!("{key}.verify_jws"), msg);
         }
+        ctx.captured.insert("jws.*".to_string());
         name.clone()
     });
     Step {

@@ -34,6 +34,8 @@ impl Ctx<'_, '_> {
         self.builtins.contains(&name)
             || (name.starts_with("fixture.") && name.len() > "fixture.".len())
             || self.captured.contains(name)
+            // `verify_jws` exposes the verified payload's fields as `jws.<field>`.
+            || (name.starts_with("jws.") && self.captured.contains("jws.*"))
     }
 
     /// Checks template syntax and that every variable is known here.

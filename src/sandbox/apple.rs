@@ -97,10 +97,11 @@ pub fn check_jwt(state: &Shared, headers: &HeaderMap) -> Result<(), String> {
     if c.bid != BUNDLE_ID {
         return Err(format!("bid {} is not {BUNDLE_ID}", c.bid));
     }
-    if let Some(iat) = c.iat {
-        if c.exp > iat + 3600 {
-            return Err("lifetime over 60 minutes".into());
-        }
+    // Without iat the lifetime is measured from now: a missing iat must not let a token
+    // live longer than 60 minutes.
+    let from = c.iat.unwrap_or_else(|| (now_ms() / 1000).max(0) as u64);
+    if c.exp > from + 3600 {
+        return Err("lifetime over 60 minutes".into());
     }
     Ok(())
 }

@@ -26,7 +26,13 @@ use crate::jws::TrustAnchors;
 /// Cache traffic of the users the sandbox does not model one by one, so the hit ratio
 /// reads like production's: lookups per second and the healthy hit ratio.
 const POPULATION_LOOKUPS_PER_SEC: f64 = 20.0;
+/// Lookups served before the sandbox started: a warm cache, not a cold one.
+const POPULATION_WARM_LOOKUPS: f64 = 10_000.0;
 const POPULATION_HIT_RATIO: f64 = 0.95;
+/// The population has been running this long when the sandbox starts, so the first
+/// figures (and a freshly started `probe demo`) read like a warm cache, not like the
+/// handful of misses of the first requests.
+const POPULATION_WARMUP_SECS: f64 = 60.0;
 
 pub struct BackendState {
     pub client: reqwest::Client,
@@ -253,7 +259,8 @@ async fn verify_ios(state: &Shared, transaction_id: &str, product: &str) -> Resu
     }))
 }
 
-async fn google_token(state: &Shared) -> Result<String, Response> {
+/// The backend's Google access token: cached, or (`refresh`) fetched anew after a 401.
+async fn google_token(state: &Shared, refresh: bool) -> Result<String, Response> {
     let source = state
         .backend
         .google
@@ -267,10 +274,12 @@ async fn google_token(state: &Shared) -> Result<String, Response> {
         })
         .await
         .map_err(|e| invalid(StatusCode::BAD_GATEWAY, format!("google credentials: {e}")))?;
-    let t = source
-        .token()
-        .await
-        .map_err(|e| invalid(StatusCode::BAD_GATEWAY, format!("google token: {e}")))?;
+    let t = if refresh {
+        source.refresh().await
+    } else {
+        source.token().await
+    };
+    let t = t.map_err(|e| invalid(StatusCode::BAD_GATEWAY, format!("google token: {e}")))?;
     Ok(t.token.expose().to_string())
 }
 
@@ -280,7 +289,6 @@ async fn verify_android(
     product: &str,
     kind: Option<&str>,
 ) -> Result<Value, Response> {
-    let access = google_token(state).await?;
     let subscription = kind == Some("subscription");
     let base = format!(
         "{}/androidpublisher/v3/applications/{PACKAGE_NAME}/purchases",
@@ -291,14 +299,26 @@ async fn verify_android(
     } else {
         format!("{base}/products/{product}/tokens/{token}")
     };
-    let resp = state
-        .backend
-        .client
-        .get(&url)
-        .bearer_auth(&access)
-        .send()
+    let lookup = |access: String| {
+        state
+            .backend
+            .client
+            .get(&url)
+            .bearer_auth(access)
+            .send()
+    };
+    let unreachable =
+        |e: reqwest::Error| invalid(StatusCode::BAD_GATEWAY, format!("google API unreachable: {e}"));
+    let mut resp = lookup(google_token(state, false).await?)
         .await
-        .map_err(|e| invalid(StatusCode::BAD_GATEWAY, format!("google API unreachable: {e}")))?;
+        .map_err(unreachable)?;
+    if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+        // A revoked or expired token: get a new one and retry once, as Google's client
+        // libraries do.
+        resp = lookup(google_token(state, true).await?)
+            .await
+            .map_err(unreachable)?;
+    }
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if status == reqwest::StatusCode::NOT_FOUND {
@@ -397,7 +417,8 @@ async fn entitlements(
 
 async fn cache_stats(State(state): State<Shared>) -> Response {
     let degradation = state.faults().cache_hit_degradation.unwrap_or(0.0);
-    let lookups = state.backend.started.elapsed().as_secs_f64() * POPULATION_LOOKUPS_PER_SEC;
+    let lookups = (state.backend.started.elapsed().as_secs_f64() + POPULATION_WARMUP_SECS)
+        * POPULATION_LOOKUPS_PER_SEC;
     let pop_hits = (lookups * POPULATION_HIT_RATIO * (1.0 - degradation)).floor() as u64;
     let pop_misses = lookups.floor() as u64 - pop_hits.min(lookups.floor() as u64);
     let c = state.backend.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -418,6 +439,9 @@ async fn cache_stats(State(state): State<Shared>) -> Response {
             "size": c.entries.len(),
             "refreshes": c.refreshes,
             "ttlSeconds": state.cache_ttl.as_secs(),
+            // The share of hits and misses above that comes from the simulated population
+            // (not from requests to this sandbox).
+            "simulated": {"hits": pop_hits, "misses": pop_misses},
         }),
     )
 }

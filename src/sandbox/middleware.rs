@@ -79,10 +79,9 @@ fn injected_error(path: &str, status: u16, retry_after: Option<Duration>) -> Res
         super::apple::error_body(code)
     } else {
         if matches!(code.as_u16(), 429 | 503) {
-            headers.insert(
-                "retry-after",
-                HeaderValue::from(wait.as_secs().max(1)),
-            );
+            // Delta seconds, rounded up: a client must not come back early.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            headers.insert("retry-after", HeaderValue::from(secs.max(1)));
         }
         if path.starts_with("/androidpublisher/") || path == "/token" {
             super::google::error_envelope(code, "Injected fault.")

@@ -1,0 +1,175 @@
+//! What a run shares: the config, the probes, one HTTP client (connection reuse) and the
+//! credentials, loaded once — file and key problems surface here, before anything is
+//! probed (exit 2).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::{AppStoreSigner, AuthError, GoogleTokenSource};
+use crate::config::Config;
+use crate::jws::TrustAnchors;
+use crate::probe::{Auth, Probe};
+use crate::secret::Secret;
+
+/// Apple Root CA - G3, the trust anchor of App Store signed data (public).
+pub const APPLE_ROOT_CA_G3: &[u8] = include_bytes!("../../certs/AppleRootCA-G3.pem");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{what}: {reason}")]
+    Secret { what: &'static str, reason: String },
+    #[error("probes use `{auth}` auth, but probe.toml has no {section}")]
+    Missing {
+        auth: &'static str,
+        section: &'static str,
+    },
+    #[error("trust anchor {path}: {reason}")]
+    Anchor { path: String, reason: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Everything the runner needs, shared by all workers.
+pub struct Engine {
+    pub config: Config,
+    pub probes: Vec<Probe>,
+    pub client: reqwest::Client,
+    pub apple: Option<AppStoreSigner>,
+    pub google: Option<GoogleTokenSource>,
+    pub admin: Option<Secret>,
+    pub anchors: TrustAnchors,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("probes", &self.probes.len())
+            .field("apple", &self.apple)
+            .field("google", &self.google)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+fn uses(probes: &[Probe], auth: Auth) -> bool {
+    probes.iter().any(|p| p.steps.iter().any(|s| s.auth == auth))
+}
+
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, SetupError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("iap-probe/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| SetupError::Client(e.to_string()))
+}
+
+impl Engine {
+    /// Loads the credentials the selected probes need.
+    pub async fn new(config: Config, probes: Vec<Probe>) -> Result<Arc<Self>, SetupError> {
+        let base = config.dir.clone();
+        let apple = if uses(&probes, Auth::AppStore) {
+            let a = config.apple.as_ref().ok_or(SetupError::Missing {
+                auth: "app-store",
+                section: "[apple] section",
+            })?;
+            let signer = match a.private_key.file_path(&base) {
+                Some(path) => AppStoreSigner::from_p8_file(
+                    &path,
+                    &a.key_id,
+                    &a.issuer_id,
+                    &a.bundle_id,
+                    a.token_lifetime,
+                )?,
+                None => {
+                    let pem = a.private_key.load(&base).map_err(|e| SetupError::Secret {
+                        what: "apple.private_key",
+                        reason: e.to_string(),
+                    })?;
+                    AppStoreSigner::from_pem(pem.expose(), &a.key_id, &a.issuer_id, &a.bundle_id)?
+                }
+            };
+            Some(signer)
+        } else {
+            None
+        };
+        let google = if uses(&probes, Auth::GooglePlay) {
+            let g = config.google.as_ref().ok_or(SetupError::Missing {
+                auth: "google-play",
+                section: "[google] section",
+            })?;
+            let source = match g.service_account.file_path(&base) {
+                Some(path) => GoogleTokenSource::from_key_file(&path, config.request_timeout).await?,
+                None => {
+                    let text = g.service_account.load(&base).map_err(|e| SetupError::Secret {
+                        what: "google.service_account",
+                        reason: e.to_string(),
+                    })?;
+                    let key = yup_oauth2::parse_service_account_key(text.expose()).map_err(|e| {
+                        SetupError::Secret {
+                            what: "google.service_account",
+                            reason: format!("not a service-account key: {e}"),
+                        }
+                    })?;
+                    GoogleTokenSource::from_key(key, config.request_timeout).await?
+                }
+            };
+            Some(source)
+        } else {
+            None
+        };
+        let admin = if uses(&probes, Auth::Admin) {
+            let src = config.admin_token.as_ref().ok_or(SetupError::Missing {
+                auth: "admin",
+                section: "backend.admin_token",
+            })?;
+            Some(src.load(&base).map_err(|e| SetupError::Secret {
+                what: "backend.admin_token",
+                reason: e.to_string(),
+            })?)
+        } else {
+            None
+        };
+        let anchors = load_anchors(&config)?;
+        let client = http_client(config.request_timeout)?;
+        Ok(Arc::new(Engine {
+            config,
+            probes,
+            client,
+            apple,
+            google,
+            admin,
+            anchors,
+        }))
+    }
+}
+
+fn load_anchors(config: &Config) -> Result<TrustAnchors, SetupError> {
+    let paths = config
+        .apple
+        .as_ref()
+        .map(|a| a.root_ca.clone())
+        .unwrap_or_default();
+    if paths.is_empty() {
+        return TrustAnchors::from_bytes(APPLE_ROOT_CA_G3).map_err(|reason| SetupError::Anchor {
+            path: "embedded Apple Root CA - G3".into(),
+            reason,
+        });
+    }
+    let mut all = Vec::new();
+    for p in paths {
+        let bytes = std::fs::read(&p).map_err(|e| SetupError::Anchor {
+            path: p.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let a = TrustAnchors::from_bytes(&bytes).map_err(|reason| SetupError::Anchor {
+            path: p.display().to_string(),
+            reason,
+        })?;
+        all.extend(a.0);
+    }
+    Ok(TrustAnchors(all))
+}

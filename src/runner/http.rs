@@ -1,0 +1,121 @@
+//! One HTTP exchange: send, read the body up to a cap, time it, and classify failures
+//! (network, timeout, body) so the report says where to look.
+
+use std::time::{Duration, Instant};
+
+use crate::slo::FailureKind;
+
+/// A response as the assertions see it.
+pub struct Exchange {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub json: Option<serde_json::Value>,
+    pub elapsed: Duration,
+}
+
+impl Exchange {
+    /// The start of the body as text, for messages.
+    pub fn snippet(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body[..self.body.len().min(200)]);
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpFailure {
+    pub kind: FailureKind,
+    pub reason: String,
+    pub elapsed: Duration,
+}
+
+/// Describes a reqwest error without its URL (which may carry a token in a query).
+pub fn describe(e: &reqwest::Error, timeout: Duration) -> (FailureKind, String) {
+    if e.is_timeout() {
+        return (
+            FailureKind::Timeout,
+            format!(
+                "timeout after {}",
+                crate::slo::verdict::fmt_duration(timeout)
+            ),
+        );
+    }
+    let mut chain = Vec::new();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        chain.push(s.to_string());
+        src = s.source();
+    }
+    let detail = chain.last().cloned().unwrap_or_else(|| "request failed".into());
+    let what = if e.is_connect() {
+        if detail.contains("dns") || detail.contains("resolve") || detail.contains("lookup") {
+            "DNS lookup failed"
+        } else if detail.contains("certificate") || detail.contains("tls") || detail.contains("TLS") {
+            "TLS handshake failed"
+        } else if detail.contains("refused") {
+            "connection refused"
+        } else {
+            "connection failed"
+        }
+    } else if e.is_body() || e.is_decode() {
+        "connection dropped while reading the response"
+    } else {
+        "request failed"
+    };
+    (FailureKind::Network, format!("{what}: {detail}"))
+}
+
+/// Sends `req` and reads at most `max_body` bytes of the answer within `timeout`.
+pub async fn exchange(
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Exchange, HttpFailure> {
+    let start = Instant::now();
+    let fail = |kind, reason| HttpFailure {
+        kind,
+        reason,
+        elapsed: start.elapsed(),
+    };
+    let work = async {
+        let mut resp = req.timeout(timeout).send().await.map_err(|e| {
+            let (k, r) = describe(&e, timeout);
+            fail(k, r)
+        })?;
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > max_body {
+                        return Err(fail(
+                            FailureKind::Body,
+                            format!("HTTP {status}: body larger than {max_body} bytes (run.max_body)"),
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let (k, r) = describe(&e, timeout);
+                    return Err(fail(k, format!("HTTP {status}: {r}")));
+                }
+            }
+        }
+        let elapsed = start.elapsed();
+        let json = serde_json::from_slice(&body).ok();
+        Ok(Exchange {
+            status,
+            body,
+            json,
+            elapsed,
+        })
+    };
+    // reqwest's timeout covers the body too; this outer bound is a belt for slow trickles.
+    match tokio::time::timeout(timeout + Duration::from_millis(50), work).await {
+        Ok(r) => r,
+        Err(_) => Err(fail(
+            FailureKind::Timeout,
+            format!("timeout after {}", crate::slo::verdict::fmt_duration(timeout)),
+        )),
+    }
+}

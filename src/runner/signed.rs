@@ -1,0 +1,49 @@
+//! A step's `verify_jws`: the captured value must be Apple signed data that verifies to
+//! the configured trust anchors, for our bundle and our environment. Its payload's fields
+//! become `jws.<field>` variables.
+
+use super::context::Engine;
+use crate::probe::Vars;
+
+pub fn verify_into(engine: &Engine, var: &str, vars: &mut Vars) -> Result<(), String> {
+    let value = vars
+        .get(var)
+        .ok_or_else(|| format!("verify_jws: variable `{var}` has no value"))?
+        .to_string();
+    let payload = crate::jws::verify(&value, &engine.anchors).map_err(|e| format!("{var}: {e}"))?;
+    if let Some(apple) = &engine.config.apple {
+        // Notifications carry bundleId and environment under `data`.
+        let scope = if payload.get("data").is_some_and(|d| d.is_object()) {
+            &payload["data"]
+        } else {
+            &payload
+        };
+        if let Some(bid) = scope.get("bundleId").and_then(|b| b.as_str()) {
+            if bid != apple.bundle_id {
+                return Err(format!(
+                    "{var}: signed for bundle {bid}, expected {}",
+                    apple.bundle_id
+                ));
+            }
+        }
+        if let Some(env) = scope.get("environment").and_then(|e| e.as_str()) {
+            let want = if apple.production { "Production" } else { "Sandbox" };
+            if env != want {
+                return Err(format!(
+                    "{var}: environment {env} in a {} probe",
+                    want.to_lowercase()
+                ));
+            }
+        }
+    }
+    if let Some(obj) = payload.as_object() {
+        for (k, v) in obj {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            vars.set(format!("jws.{k}"), text);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! Running one step: render the request, attach the credential, send (or poll until the
+//! condition holds), judge, capture, verify signed data.
+
+use std::time::{Duration, Instant};
+
+use super::context::Engine;
+use super::http::{Exchange, exchange};
+use crate::probe::{Auth, Body, Expect, Response, Step, Vars, check, render, render_json};
+use crate::slo::FailureKind;
+use crate::slo::verdict::fmt_duration;
+
+/// What one step did.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub latency: Option<Duration>,
+    pub failure: Option<(FailureKind, String)>,
+    pub status: Option<u16>,
+    pub retries: u32,
+}
+
+impl StepResult {
+    fn fail(kind: FailureKind, reason: impl Into<String>, latency: Option<Duration>) -> Self {
+        StepResult {
+            latency,
+            failure: Some((kind, reason.into())),
+            status: None,
+            retries: 0,
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// Remaining time before the run deadline, capped by `timeout`.
+fn budget(timeout: Duration, deadline: Instant) -> Option<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    (!left.is_zero()).then(|| timeout.min(left))
+}
+
+/// Acquires the credential `auth` needs, timed as its own step.
+pub async fn credential(engine: &Engine, auth: Auth, deadline: Instant) -> StepResult {
+    let start = Instant::now();
+    let Some(timeout) = budget(engine.config.request_timeout, deadline) else {
+        return StepResult::fail(FailureKind::Deadline, "run deadline reached", None);
+    };
+    let outcome = match auth {
+        Auth::AppStore => match &engine.apple {
+            Some(s) => s.token().map(|_| ()).map_err(|e| e.to_string()),
+            None => Err("no [apple] credentials".into()),
+        },
+        Auth::GooglePlay => match &engine.google {
+            Some(g) => match tokio::time::timeout(timeout, g.token()).await {
+                Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+                Err(_) => Err(format!("token endpoint: timeout after {}", fmt_duration(timeout))),
+            },
+            None => Err("no [google] credentials".into()),
+        },
+        Auth::Admin | Auth::None => Ok(()),
+    };
+    let took = start.elapsed();
+    match outcome {
+        Ok(()) => StepResult {
+            latency: Some(took),
+            failure: None,
+            status: None,
+            retries: 0,
+        },
+        Err(reason) => StepResult::fail(FailureKind::Credential, reason, Some(took)),
+    }
+}
+
+async fn bearer(engine: &Engine, auth: Auth, refresh: bool) -> Result<Option<String>, String> {
+    Ok(match auth {
+        Auth::AppStore => {
+            let s = engine.apple.as_ref().ok_or("no [apple] credentials")?;
+            if refresh {
+                s.invalidate();
+            }
+            Some(s.token().map_err(|e| e.to_string())?.token.expose().to_string())
+        }
+        Auth::GooglePlay => {
+            let g = engine.google.as_ref().ok_or("no [google] credentials")?;
+            let t = if refresh { g.refresh().await } else { g.token().await };
+            Some(t.map_err(|e| e.to_string())?.token.expose().to_string())
+        }
+        Auth::Admin => Some(
+            engine
+                .admin
+                .as_ref()
+                .ok_or("no backend.admin_token")?
+                .expose()
+                .to_string(),
+        ),
+        Auth::None => None,
+    })
+}
+
+/// The rendered request, ready to send any number of times.
+struct Prepared {
+    method: reqwest::Method,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<(Vec<u8>, &'static str)>,
+}
+
+fn prepare(step: &Step, vars: &Vars) -> Result<Prepared, String> {
+    let url = render(&step.request.url, vars).map_err(|e| format!("url: {e}"))?;
+    let mut headers = Vec::new();
+    for (k, v) in &step.request.headers {
+        headers.push((k.clone(), render(v, vars).map_err(|e| format!("header {k}: {e}"))?));
+    }
+    let body = match &step.request.body {
+        Body::None => None,
+        Body::Json(v) => {
+            let v = render_json(v, vars).map_err(|e| format!("json body: {e}"))?;
+            Some((serde_json::to_vec(&v).unwrap_or_default(), "application/json"))
+        }
+        Body::Raw(s) => Some((
+            render(s, vars).map_err(|e| format!("body: {e}"))?.into_bytes(),
+            "text/plain",
+        )),
+    };
+    let method = reqwest::Method::from_bytes(step.request.method.as_str().as_bytes())
+        .map_err(|e| e.to_string())?;
+    Ok(Prepared {
+        method,
+        url,
+        headers,
+        body,
+    })
+}
+
+async fn send(
+    engine: &Engine,
+    step: &Step,
+    p: &Prepared,
+    deadline: Instant,
+    refresh: bool,
+) -> Result<Exchange, (FailureKind, String, Option<Duration>)> {
+    let timeout = step.timeout.unwrap_or(engine.config.request_timeout);
+    let Some(timeout) = budget(timeout, deadline) else {
+        return Err((FailureKind::Deadline, "run deadline reached before this request".into(), None));
+    };
+    let mut req = engine.client.request(p.method.clone(), &p.url);
+    for (k, v) in &p.headers {
+        req = req.header(k, v);
+    }
+    if let Some((bytes, ctype)) = &p.body {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, *ctype)
+            .body(bytes.clone());
+    }
+    match bearer(engine, step.auth, refresh).await {
+        Ok(Some(token)) => req = req.bearer_auth(token),
+        Ok(None) => {}
+        Err(e) => return Err((FailureKind::Credential, e, None)),
+    }
+    exchange(req, timeout, engine.config.max_body)
+        .await
+        .map_err(|f| (f.kind, f.reason, Some(f.elapsed)))
+}
+
+/// Failure messages of `expect` against `ex`, with the status and body start when the
+/// status itself was wrong.
+fn judge(expect: &Expect, ex: &Exchange, vars: &Vars) -> Option<String> {
+    let snippet = ex.snippet();
+    let resp = Response {
+        status: ex.status,
+        json: ex.json.as_ref(),
+        body_snippet: &snippet,
+    };
+    let failures = check(expect, &resp, vars);
+    if failures.is_empty() {
+        return None;
+    }
+    let mut msg = failures
+        .iter()
+        .map(|f| f.message.clone())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failures.iter().any(|f| f.path.is_none()) {
+        let short: String = snippet.chars().take(80).collect();
+        msg = format!("HTTP {} {short} ({msg})", ex.status);
+    }
+    Some(msg)
+}
+
+/// Runs one step, updating `vars` with its captures.
+pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instant) -> StepResult {
+    let prepared = match prepare(step, vars) {
+        Ok(p) => p,
+        Err(e) => return StepResult::fail(FailureKind::Template, e, None),
+    };
+    let start = Instant::now();
+    let mut retries = 0;
+    let mut ex = match send(engine, step, &prepared, deadline, false).await {
+        Ok(ex) => ex,
+        Err((k, r, l)) => return StepResult::fail(k, r, l),
+    };
+    // An expired or rotated credential: refresh once and retry (DESIGN: never loop).
+    if ex.status == 401 && matches!(step.auth, Auth::AppStore | Auth::GooglePlay) {
+        retries += 1;
+        ex = match send(engine, step, &prepared, deadline, true).await {
+            Ok(ex) => ex,
+            Err((k, r, l)) => return StepResult::fail(k, r, l),
+        };
+    }
+    let mut latency = ex.elapsed;
+    if let Some(poll) = &step.poll {
+        loop {
+            if judge(&poll.until, &ex, vars).is_none() {
+                latency = start.elapsed();
+                break;
+            }
+            let waited = start.elapsed();
+            if waited + poll.every > poll.within {
+                let last = judge(&poll.until, &ex, vars).unwrap_or_default();
+                let mut r = StepResult::fail(
+                    FailureKind::Poll,
+                    format!(
+                        "not satisfied within {} ({} polls; last: {last})",
+                        fmt_duration(poll.within),
+                        retries + 1
+                    ),
+                    Some(waited),
+                );
+                r.status = Some(ex.status);
+                return r;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left <= poll.every {
+                return StepResult::fail(
+                    FailureKind::Deadline,
+                    format!("run deadline reached while polling (after {})", fmt_duration(waited)),
+                    Some(waited),
+                );
+            }
+            tokio::time::sleep(poll.every).await;
+            retries += 1;
+            ex = match send(engine, step, &prepared, deadline, false).await {
+                Ok(ex) => ex,
+                // A poll rides out transient errors until `within`.
+                Err((FailureKind::Network | FailureKind::Timeout, _, _)) => continue,
+                Err((k, r, l)) => return StepResult::fail(k, r, l),
+            };
+        }
+    }
+    let mut result = StepResult {
+        latency: Some(latency),
+        failure: None,
+        status: Some(ex.status),
+        retries: if step.poll.is_some() { 0 } else { retries },
+    };
+    if let Some(msg) = judge(&step.expect, &ex, vars) {
+        result.failure = Some((FailureKind::Assertion, msg));
+        return result;
+    }
+    if let Err(e) = crate::probe::capture(&step.capture, ex.json.as_ref(), vars) {
+        result.failure = Some((FailureKind::Capture, e.to_string()));
+        return result;
+    }
+    if let Some(var) = &step.verify_jws {
+        if let Err(reason) = super::signed::verify_into(engine, var, vars) {
+            result.failure = Some((FailureKind::Signature, reason));
+        }
+    }
+    result
+}

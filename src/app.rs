@@ -219,7 +219,12 @@ pub fn list(config_path: &Path) -> Result<String, AppError> {
                 Some(i) => {
                     let s = &p.steps[i];
                     let mut slo = Vec::new();
-                    for (k, v) in [("p50", s.slo.p50), ("p95", s.slo.p95), ("p99", s.slo.p99), ("critical", s.slo.critical)] {
+                    for (k, v) in [
+                        ("p50", s.slo.p50),
+                        ("p95", s.slo.p95),
+                        ("p99", s.slo.p99),
+                        ("critical", s.slo.critical),
+                    ] {
                         if let Some(v) = v {
                             slo.push(format!("{k} {}", crate::slo::verdict::fmt_duration(v)));
                         }
@@ -227,7 +232,13 @@ pub fn list(config_path: &Path) -> Result<String, AppError> {
                     let poll = s
                         .poll
                         .as_ref()
-                        .map(|p| format!(" poll every {} within {}", crate::slo::verdict::fmt_duration(p.every), crate::slo::verdict::fmt_duration(p.within)))
+                        .map(|p| {
+                            format!(
+                                " poll every {} within {}",
+                                crate::slo::verdict::fmt_duration(p.every),
+                                crate::slo::verdict::fmt_duration(p.within)
+                            )
+                        })
                         .unwrap_or_default();
                     format!(
                         "  {:<20} {} {} auth={}{poll}{}",
@@ -235,7 +246,11 @@ pub fn list(config_path: &Path) -> Result<String, AppError> {
                         s.request.method,
                         s.request.url,
                         s.auth.as_str(),
-                        if slo.is_empty() { String::new() } else { format!("  slo: {}", slo.join(", ")) }
+                        if slo.is_empty() {
+                            String::new()
+                        } else {
+                            format!("  slo: {}", slo.join(", "))
+                        }
                     )
                 }
             };
@@ -283,7 +298,9 @@ pub async fn token(config_path: &Path, kind: TokenKind) -> Result<String, AppErr
             Ok(format!(
                 "App Store Server API JWT (not shown)\n  header:   {header}\n  claims:   {}\n  lifetime: {} s\n  took:     {}\n",
                 serde_json::to_string(&t.claims).unwrap_or_default(),
-                t.claims.exp.saturating_sub(t.claims.iat.unwrap_or(t.claims.exp)),
+                t.claims
+                    .exp
+                    .saturating_sub(t.claims.iat.unwrap_or(t.claims.exp)),
                 crate::slo::verdict::fmt_duration(took)
             ))
         }

@@ -203,7 +203,11 @@ fn check_url(d: &mut Diags<'_>, url: &Spanned<String>, key: &str) {
             key,
             format!("{:?}: scheme must be http or https", u.as_str()),
         ),
-        Err(e) => d.at(url.span(), key, format!("{:?} is not a URL: {e}", url.get_ref())),
+        Err(e) => d.at(
+            url.span(),
+            key,
+            format!("{:?} is not a URL: {e}", url.get_ref()),
+        ),
     }
 }
 
@@ -293,14 +297,14 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
             .as_ref()
             .map(|l| l.get_ref().0)
             .unwrap_or(crate::auth::apple::DEFAULT_LIFETIME);
-        if lifetime > crate::auth::apple::MAX_LIFETIME || lifetime < Duration::from_secs(60) {
-            if let Some(l) = &a.token_lifetime {
-                d.at(
-                    l.span(),
-                    "apple.token_lifetime",
-                    "must be between 1m and 60m (Apple refuses tokens living over an hour)",
-                );
-            }
+        if (lifetime > crate::auth::apple::MAX_LIFETIME || lifetime < Duration::from_secs(60))
+            && let Some(l) = &a.token_lifetime
+        {
+            d.at(
+                l.span(),
+                "apple.token_lifetime",
+                "must be between 1m and 60m (Apple refuses tokens living over an hour)",
+            );
         }
         AppleConfig {
             base_url: base.into_inner().trim_end_matches('/').to_string(),
@@ -354,7 +358,10 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
     let slo = file.slo;
     for (name, v) in [
         ("slo.purchase_success_rate", slo.purchase_success_rate),
-        ("slo.purchase_success_critical", slo.purchase_success_critical),
+        (
+            "slo.purchase_success_critical",
+            slo.purchase_success_critical,
+        ),
         ("slo.success_rate", slo.success_rate),
         ("slo.warn_at", slo.warn_at),
     ] {
@@ -485,15 +492,18 @@ transaction_id = 2000000000000001
     fn errors_name_line_and_key() {
         let s = GOOD.replace("base_url = \"http://127.0.0.1:9/\"", "base_url = \"nope\"");
         let e = parse_str(&s).unwrap_err().to_string();
-        assert!(e.contains("line 3") && e.contains("backend.base_url"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("backend.base_url"),
+            "{e}"
+        );
         let s = GOOD.replace("[apple]\n", "[apple]\nbogus = 1\n");
         let e = parse_str(&s).unwrap_err().to_string();
         assert!(e.contains("line 7") && e.contains("bogus"), "{e}");
-        let s = GOOD.replace(
-            "{ env = \"IAP_ADMIN_TOKEN\" }",
-            "{ value = \"hunter2\" }",
-        );
+        let s = GOOD.replace("{ env = \"IAP_ADMIN_TOKEN\" }", "{ value = \"hunter2\" }");
         let e = parse_str(&s).unwrap_err().to_string();
-        assert!(e.contains("backend.admin_token") && !e.contains("hunter2"), "{e}");
+        assert!(
+            e.contains("backend.admin_token") && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 }

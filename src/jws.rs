@@ -49,7 +49,10 @@ pub struct TrustAnchors(pub Vec<Vec<u8>>);
 impl TrustAnchors {
     /// Reads PEM (one or more certificates) or DER.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.starts_with(b"-----") || bytes.iter().take(64).any(|b| *b == b'-') {
+        // A DER certificate is a SEQUENCE (0x30); anything else is taken as PEM. (Looking
+        // for a '-' is not enough: Apple's own root, as the .cer Apple distributes, holds
+        // 0x2D in its serial number and in "Apple Root CA - G3".)
+        if bytes.first() != Some(&0x30) {
             let mut out = Vec::new();
             for pem in Pem::iter_from_buffer(bytes) {
                 let pem = pem.map_err(|e| format!("invalid PEM: {e}"))?;
@@ -75,12 +78,17 @@ fn describe_non_jws(s: &str) -> String {
     } else if t.is_empty() {
         "an empty value".into()
     } else {
-        format!("{} characters that are not three base64url segments", s.len())
+        format!(
+            "{} characters that are not three base64url segments",
+            s.len()
+        )
     }
 }
 
 fn has_ext(cert: &X509Certificate<'_>, oid: &str) -> bool {
-    cert.extensions().iter().any(|e| e.oid.to_id_string() == oid)
+    cert.extensions()
+        .iter()
+        .any(|e| e.oid.to_id_string() == oid)
 }
 
 /// Verifies `jws` and returns its decoded payload.
@@ -104,8 +112,7 @@ pub fn verify(jws: &str, anchors: &TrustAnchors) -> Result<Value, JwsError> {
     if x5c.len() != 3 {
         return Err(JwsError::ChainLength(x5c.len()));
     }
-    let payload_bytes =
-        decode(p).map_err(|e| JwsError::Payload(format!("not base64url: {e}")))?;
+    let payload_bytes = decode(p).map_err(|e| JwsError::Payload(format!("not base64url: {e}")))?;
     let payload: Value =
         serde_json::from_slice(&payload_bytes).map_err(|e| JwsError::Payload(e.to_string()))?;
     if !payload.is_object() {
@@ -165,7 +172,11 @@ pub fn verify(jws: &str, anchors: &TrustAnchors) -> Result<Value, JwsError> {
     if !has_ext(&intermediate, INTERMEDIATE_OID) {
         return Err(JwsError::MissingOid("intermediate", INTERMEDIATE_OID));
     }
-    for (name, cert) in [("leaf", &leaf), ("intermediate", &intermediate), ("root", &root)] {
+    for (name, cert) in [
+        ("leaf", &leaf),
+        ("intermediate", &intermediate),
+        ("root", &root),
+    ] {
         if !cert.validity().is_valid_at(at) {
             return Err(JwsError::Expired(name, signed_ms));
         }

@@ -224,7 +224,11 @@ fn emit(report: &Report, out: &OutputArgs) -> Result<u8, AppError> {
     };
     match &out.output {
         Some(path) => {
-            let format = if out.format.is_none() { Format::Json } else { format };
+            let format = if out.format.is_none() {
+                Format::Json
+            } else {
+                format
+            };
             app::write_output(path, &app::render(report, format, false))?;
             print!("{}", app::render(report, Format::Table, terminal));
         }
@@ -253,7 +257,10 @@ async fn sandbox(
     println!("  google  (Play Developer API v3) {base}/androidpublisher/v3/...");
     println!("  backend (reference IAP backend) {base}/iap/...");
     println!("  state    {}", running.state_dir.display());
-    println!("  manifest {}", running.state_dir.join("sandbox.json").display());
+    println!(
+        "  manifest {}",
+        running.state_dir.join("sandbox.json").display()
+    );
     println!(
         "Probe it: probe run --config {}",
         running.state_dir.join("probe.toml").display()

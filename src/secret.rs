@@ -136,10 +136,10 @@ fn warn_if_world_readable(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.permissions().mode() & 0o004 != 0 {
-                tracing::warn!(path = %path.display(), "secret file is readable by other users; chmod 600 it");
-            }
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o004 != 0
+        {
+            tracing::warn!(path = %path.display(), "secret file is readable by other users; chmod 600 it");
         }
     }
 }

@@ -3,10 +3,22 @@
 
 pub const PROBES: &[(&str, &str)] = &[
     ("health.toml", include_str!("../probes/health.toml")),
-    ("ios-purchase.toml", include_str!("../probes/ios-purchase.toml")),
-    ("android-purchase.toml", include_str!("../probes/android-purchase.toml")),
-    ("entitlement-sync.toml", include_str!("../probes/entitlement-sync.toml")),
-    ("ios-notifications.toml", include_str!("../probes/ios-notifications.toml")),
+    (
+        "ios-purchase.toml",
+        include_str!("../probes/ios-purchase.toml"),
+    ),
+    (
+        "android-purchase.toml",
+        include_str!("../probes/android-purchase.toml"),
+    ),
+    (
+        "entitlement-sync.toml",
+        include_str!("../probes/entitlement-sync.toml"),
+    ),
+    (
+        "ios-notifications.toml",
+        include_str!("../probes/ios-notifications.toml"),
+    ),
 ];
 
 /// Writes the shipped probes into `dir`.

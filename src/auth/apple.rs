@@ -196,14 +196,14 @@ impl AppStoreSigner {
             .cache
             .lock()
             .map_err(|_| AuthError::Sign("token cache poisoned".into()))?;
-        if let Some(c) = cache.as_ref() {
-            if Instant::now() < c.renew_at {
-                return Ok(SignedToken {
-                    token: c.token.clone(),
-                    claims: c.claims.clone(),
-                    fresh: false,
-                });
-            }
+        if let Some(c) = cache.as_ref()
+            && Instant::now() < c.renew_at
+        {
+            return Ok(SignedToken {
+                token: c.token.clone(),
+                claims: c.claims.clone(),
+                fresh: false,
+            });
         }
         let iat = unix_now();
         let claims = AppStoreClaims {

@@ -38,5 +38,7 @@ pub fn for_failure(
 
 /// For a latency SLO breach.
 pub fn for_latency(step: &str) -> String {
-    format!("{step} is slow: check endpoint response times, database connectivity and platform API latency (runbook: Validate Server Components)")
+    format!(
+        "{step} is slow: check endpoint response times, database connectivity and platform API latency (runbook: Validate Server Components)"
+    )
 }

@@ -3,9 +3,8 @@
 use super::model::Report;
 
 pub fn render(report: &Report) -> String {
-    let mut s = serde_json::to_string_pretty(report).unwrap_or_else(|e| {
-        format!("{{\"error\": \"cannot serialise the report: {e}\"}}")
-    });
+    let mut s = serde_json::to_string_pretty(report)
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise the report: {e}\"}}"));
     s.push('\n');
     s
 }

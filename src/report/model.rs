@@ -129,7 +129,7 @@ fn step_report(run: &ProbeRun, i: usize, targets: &SloTargets) -> StepReport {
     let stats = &run.stats.steps[i];
     let step = info.index.map(|x| &run.probe.steps[x]);
     let auth = info.credential.or(step.map(|s| s.auth));
-    let slo = step.map(|s| s.slo).unwrap_or(Slo::default());
+    let slo = step.map(|s| s.slo).unwrap_or_default();
     let checks = judge_latency(&info.name, &slo, stats, targets.warn_at);
     let mut verdict = worst(&checks);
     let mut reason = first_breach(&checks).map(|c| c.message.clone());
@@ -145,7 +145,12 @@ fn step_report(run: &ProbeRun, i: usize, targets: &SloTargets) -> StepReport {
             verdict = v;
             if let Some((r, kind)) = stats.top_reason() {
                 reason = Some(if stats.failed > 1 {
-                    format!("{}: {r} ({} of {} attempts)", info.name, stats.failed, stats.attempts())
+                    format!(
+                        "{}: {r} ({} of {} attempts)",
+                        info.name,
+                        stats.failed,
+                        stats.attempts()
+                    )
                 } else {
                     format!("{}: {r}", info.name)
                 });
@@ -161,7 +166,11 @@ fn step_report(run: &ProbeRun, i: usize, targets: &SloTargets) -> StepReport {
     }
     StepReport {
         name: info.name.clone(),
-        kind: if info.credential.is_some() { "credential" } else { "http" },
+        kind: if info.credential.is_some() {
+            "credential"
+        } else {
+            "http"
+        },
         verdict,
         attempts: stats.attempts(),
         ok: stats.ok,
@@ -192,13 +201,17 @@ fn probe_report(run: &ProbeRun, targets: &SloTargets) -> ProbeReport {
     let purchase = run.probe.tags.iter().any(|t| t == "purchase");
     let total = &run.stats.total;
     let (target, critical) = if purchase {
-        (targets.purchase_success_rate, targets.purchase_success_critical)
+        (
+            targets.purchase_success_rate,
+            targets.purchase_success_critical,
+        )
     } else {
         (targets.success_rate, targets.purchase_success_critical)
     };
-    let mut checks: Vec<SloCheck> = judge_ratio(&run.probe.name, total.ok, total.failed, target, critical)
-        .into_iter()
-        .collect();
+    let mut checks: Vec<SloCheck> =
+        judge_ratio(&run.probe.name, total.ok, total.failed, target, critical)
+            .into_iter()
+            .collect();
     if purchase {
         let slo = Slo {
             p99: Some(targets.purchase_completion.0),
@@ -218,7 +231,11 @@ fn probe_report(run: &ProbeRun, targets: &SloTargets) -> ProbeReport {
     let stopped = steps
         .iter()
         .find(|s| s.verdict == verdict && s.failed > 0)
-        .or_else(|| steps.iter().find(|s| s.verdict == verdict && s.reason.is_some()));
+        .or_else(|| {
+            steps
+                .iter()
+                .find(|s| s.verdict == verdict && s.reason.is_some())
+        });
     let (reason, hint) = match (stopped, first_breach(&checks)) {
         (Some(s), _) if verdict != Verdict::Pass => (s.reason.clone(), s.hint.clone()),
         (_, Some(c)) => (Some(c.message.clone()), None),
@@ -245,7 +262,11 @@ fn rfc3339(t: std::time::SystemTime) -> String {
 
 /// Judges a run.
 pub fn build(outcome: &RunOutcome, environment: &str, targets: &SloTargets) -> Report {
-    let probes: Vec<ProbeReport> = outcome.probes.iter().map(|p| probe_report(p, targets)).collect();
+    let probes: Vec<ProbeReport> = outcome
+        .probes
+        .iter()
+        .map(|p| probe_report(p, targets))
+        .collect();
     let verdict = probes.iter().map(|p| p.verdict).max().unwrap_or_default();
     let count = |v| probes.iter().filter(|p| p.verdict == v).count();
     Report {

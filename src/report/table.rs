@@ -37,7 +37,11 @@ fn slo_text(s: &StepReport) -> String {
     s.slo
         .iter()
         .map(|c| {
-            let op = if c.verdict == Verdict::Fail { ">" } else { "<=" };
+            let op = if c.verdict == Verdict::Fail {
+                ">"
+            } else {
+                "<="
+            };
             let target = secs(c.target);
             format!("{} {op} {target}", c.figure)
         })
@@ -105,7 +109,12 @@ fn probe_block(out: &mut String, p: &ProbeReport, color: bool) {
         let _ = writeln!(out, "{}", line(r));
     }
     for c in p.slo.iter().filter(|c| c.verdict != Verdict::Pass) {
-        let _ = writeln!(out, "    {} {}", word(c.verdict, color).to_lowercase(), c.message);
+        let _ = writeln!(
+            out,
+            "    {} {}",
+            word(c.verdict, color).to_lowercase(),
+            c.message
+        );
     }
     if p.verdict != Verdict::Pass {
         if let Some(r) = &p.reason {

@@ -54,7 +54,9 @@ impl std::fmt::Debug for Engine {
 }
 
 fn uses(probes: &[Probe], auth: Auth) -> bool {
-    probes.iter().any(|p| p.steps.iter().any(|s| s.auth == auth))
+    probes
+        .iter()
+        .any(|p| p.steps.iter().any(|s| s.auth == auth))
 }
 
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, SetupError> {
@@ -102,18 +104,24 @@ impl Engine {
                 section: "[google] section",
             })?;
             let source = match g.service_account.file_path(&base) {
-                Some(path) => GoogleTokenSource::from_key_file(&path, config.request_timeout).await?,
+                Some(path) => {
+                    GoogleTokenSource::from_key_file(&path, config.request_timeout).await?
+                }
                 None => {
-                    let text = g.service_account.load(&base).map_err(|e| SetupError::Secret {
-                        what: "google.service_account",
-                        reason: e.to_string(),
-                    })?;
-                    let key = yup_oauth2::parse_service_account_key(text.expose()).map_err(|e| {
-                        SetupError::Secret {
+                    let text = g
+                        .service_account
+                        .load(&base)
+                        .map_err(|e| SetupError::Secret {
                             what: "google.service_account",
-                            reason: format!("not a service-account key: {e}"),
-                        }
-                    })?;
+                            reason: e.to_string(),
+                        })?;
+                    let key =
+                        yup_oauth2::parse_service_account_key(text.expose()).map_err(|e| {
+                            SetupError::Secret {
+                                what: "google.service_account",
+                                reason: format!("not a service-account key: {e}"),
+                            }
+                        })?;
                     GoogleTokenSource::from_key(key, config.request_timeout).await?
                 }
             };

@@ -45,11 +45,15 @@ pub fn describe(e: &reqwest::Error, timeout: Duration) -> (FailureKind, String) 
         chain.push(s.to_string());
         src = s.source();
     }
-    let detail = chain.last().cloned().unwrap_or_else(|| "request failed".into());
+    let detail = chain
+        .last()
+        .cloned()
+        .unwrap_or_else(|| "request failed".into());
     let what = if e.is_connect() {
         if detail.contains("dns") || detail.contains("resolve") || detail.contains("lookup") {
             "DNS lookup failed"
-        } else if detail.contains("certificate") || detail.contains("tls") || detail.contains("TLS") {
+        } else if detail.contains("certificate") || detail.contains("tls") || detail.contains("TLS")
+        {
             "TLS handshake failed"
         } else if detail.contains("refused") {
             "connection refused"
@@ -89,7 +93,9 @@ pub async fn exchange(
                     if body.len() + chunk.len() > max_body {
                         return Err(fail(
                             FailureKind::Body,
-                            format!("HTTP {status}: body larger than {max_body} bytes (run.max_body)"),
+                            format!(
+                                "HTTP {status}: body larger than {max_body} bytes (run.max_body)"
+                            ),
                         ));
                     }
                     body.extend_from_slice(&chunk);
@@ -115,7 +121,10 @@ pub async fn exchange(
         Ok(r) => r,
         Err(_) => Err(fail(
             FailureKind::Timeout,
-            format!("timeout after {}", crate::slo::verdict::fmt_duration(timeout)),
+            format!(
+                "timeout after {}",
+                crate::slo::verdict::fmt_duration(timeout)
+            ),
         )),
     }
 }

@@ -137,10 +137,12 @@ fn record(stats: &mut ProbeStats, i: usize, r: &StepResult) {
         Some((kind, reason)) => {
             s.record_failure(*kind, reason);
             // A slow failure is still a latency figure; a refused connection is not.
-            if matches!(kind, FailureKind::Assertion | FailureKind::Timeout | FailureKind::Poll) {
-                if let Some(l) = r.latency {
-                    s.record_latency(l);
-                }
+            if matches!(
+                kind,
+                FailureKind::Assertion | FailureKind::Timeout | FailureKind::Poll
+            ) && let Some(l) = r.latency
+            {
+                s.record_latency(l);
             }
         }
     }

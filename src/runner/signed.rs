@@ -18,22 +18,26 @@ pub fn verify_into(engine: &Engine, var: &str, vars: &mut Vars) -> Result<(), St
         } else {
             &payload
         };
-        if let Some(bid) = scope.get("bundleId").and_then(|b| b.as_str()) {
-            if bid != apple.bundle_id {
-                return Err(format!(
-                    "{var}: signed for bundle {bid}, expected {}",
-                    apple.bundle_id
-                ));
-            }
+        if let Some(bid) = scope.get("bundleId").and_then(|b| b.as_str())
+            && bid != apple.bundle_id
+        {
+            return Err(format!(
+                "{var}: signed for bundle {bid}, expected {}",
+                apple.bundle_id
+            ));
         }
-        if let Some(env) = scope.get("environment").and_then(|e| e.as_str()) {
-            let want = if apple.production { "Production" } else { "Sandbox" };
-            if env != want {
-                return Err(format!(
-                    "{var}: environment {env} in a {} probe",
-                    want.to_lowercase()
-                ));
-            }
+        let want = if apple.production {
+            "Production"
+        } else {
+            "Sandbox"
+        };
+        if let Some(env) = scope.get("environment").and_then(|e| e.as_str())
+            && env != want
+        {
+            return Err(format!(
+                "{var}: environment {env} in a {} probe",
+                want.to_lowercase()
+            ));
         }
     }
     if let Some(obj) = payload.as_object() {

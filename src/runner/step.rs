@@ -53,7 +53,10 @@ pub async fn credential(engine: &Engine, auth: Auth, deadline: Instant) -> StepR
         Auth::GooglePlay => match &engine.google {
             Some(g) => match tokio::time::timeout(timeout, g.token()).await {
                 Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
-                Err(_) => Err(format!("token endpoint: timeout after {}", fmt_duration(timeout))),
+                Err(_) => Err(format!(
+                    "token endpoint: timeout after {}",
+                    fmt_duration(timeout)
+                )),
             },
             None => Err("no [google] credentials".into()),
         },
@@ -78,11 +81,21 @@ async fn bearer(engine: &Engine, auth: Auth, refresh: bool) -> Result<Option<Str
             if refresh {
                 s.invalidate();
             }
-            Some(s.token().map_err(|e| e.to_string())?.token.expose().to_string())
+            Some(
+                s.token()
+                    .map_err(|e| e.to_string())?
+                    .token
+                    .expose()
+                    .to_string(),
+            )
         }
         Auth::GooglePlay => {
             let g = engine.google.as_ref().ok_or("no [google] credentials")?;
-            let t = if refresh { g.refresh().await } else { g.token().await };
+            let t = if refresh {
+                g.refresh().await
+            } else {
+                g.token().await
+            };
             Some(t.map_err(|e| e.to_string())?.token.expose().to_string())
         }
         Auth::Admin => Some(
@@ -109,16 +122,24 @@ fn prepare(step: &Step, vars: &Vars) -> Result<Prepared, String> {
     let url = render(&step.request.url, vars).map_err(|e| format!("url: {e}"))?;
     let mut headers = Vec::new();
     for (k, v) in &step.request.headers {
-        headers.push((k.clone(), render(v, vars).map_err(|e| format!("header {k}: {e}"))?));
+        headers.push((
+            k.clone(),
+            render(v, vars).map_err(|e| format!("header {k}: {e}"))?,
+        ));
     }
     let body = match &step.request.body {
         Body::None => None,
         Body::Json(v) => {
             let v = render_json(v, vars).map_err(|e| format!("json body: {e}"))?;
-            Some((serde_json::to_vec(&v).unwrap_or_default(), "application/json"))
+            Some((
+                serde_json::to_vec(&v).unwrap_or_default(),
+                "application/json",
+            ))
         }
         Body::Raw(s) => Some((
-            render(s, vars).map_err(|e| format!("body: {e}"))?.into_bytes(),
+            render(s, vars)
+                .map_err(|e| format!("body: {e}"))?
+                .into_bytes(),
             "text/plain",
         )),
     };
@@ -141,7 +162,11 @@ async fn send(
 ) -> Result<Exchange, (FailureKind, String, Option<Duration>)> {
     let timeout = step.timeout.unwrap_or(engine.config.request_timeout);
     let Some(timeout) = budget(timeout, deadline) else {
-        return Err((FailureKind::Deadline, "run deadline reached before this request".into(), None));
+        return Err((
+            FailureKind::Deadline,
+            "run deadline reached before this request".into(),
+            None,
+        ));
     };
     let mut req = engine.client.request(p.method.clone(), &p.url);
     for (k, v) in &p.headers {
@@ -233,7 +258,10 @@ pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instan
             if left <= poll.every {
                 return StepResult::fail(
                     FailureKind::Deadline,
-                    format!("run deadline reached while polling (after {})", fmt_duration(waited)),
+                    format!(
+                        "run deadline reached while polling (after {})",
+                        fmt_duration(waited)
+                    ),
                     Some(waited),
                 );
             }
@@ -261,10 +289,10 @@ pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instan
         result.failure = Some((FailureKind::Capture, e.to_string()));
         return result;
     }
-    if let Some(var) = &step.verify_jws {
-        if let Err(reason) = super::signed::verify_into(engine, var, vars) {
-            result.failure = Some((FailureKind::Signature, reason));
-        }
+    if let Some(var) = &step.verify_jws
+        && let Err(reason) = super::signed::verify_into(engine, var, vars)
+    {
+        result.failure = Some((FailureKind::Signature, reason));
     }
     result
 }

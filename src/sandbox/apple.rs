@@ -32,8 +32,14 @@ pub fn routes() -> Router<Shared> {
         .route("/inApps/v1/transactions/{id}", get(transaction))
         .route("/inApps/v2/history/{id}", get(history))
         .route("/inApps/v1/subscriptions/{id}", get(subscription_statuses))
-        .route("/inApps/v1/notifications/test", post(request_test_notification))
-        .route("/inApps/v1/notifications/test/{token}", get(test_notification_status))
+        .route(
+            "/inApps/v1/notifications/test",
+            post(request_test_notification),
+        )
+        .route(
+            "/inApps/v1/notifications/test/{token}",
+            get(test_notification_status),
+        )
 }
 
 /// Apple's error JSON for a status code.
@@ -137,13 +143,7 @@ fn find_transaction<'a>(state: &'a Shared, id: &str) -> Result<&'a IosFixture, R
         .ios
         .iter()
         .find(|t| t.transaction_id == id || t.original_transaction_id == id)
-        .ok_or_else(|| {
-            apple_error(
-                StatusCode::NOT_FOUND,
-                4040010,
-                "Transaction id not found.",
-            )
-        })
+        .ok_or_else(|| apple_error(StatusCode::NOT_FOUND, 4040010, "Transaction id not found."))
 }
 
 const DAY_MS: i64 = 86_400_000;

@@ -26,8 +26,6 @@ use crate::jws::TrustAnchors;
 /// Cache traffic of the users the sandbox does not model one by one, so the hit ratio
 /// reads like production's: lookups per second and the healthy hit ratio.
 const POPULATION_LOOKUPS_PER_SEC: f64 = 20.0;
-/// Lookups served before the sandbox started: a warm cache, not a cold one.
-const POPULATION_WARM_LOOKUPS: f64 = 10_000.0;
 const POPULATION_HIT_RATIO: f64 = 0.95;
 /// The population has been running this long when the sandbox starts, so the first
 /// figures (and a freshly started `probe demo`) read like a warm cache, not like the
@@ -198,11 +196,18 @@ fn upstream(platform: &str, status: reqwest::StatusCode, body: &str) -> Response
     let snippet: String = body.chars().take(200).collect();
     invalid(
         StatusCode::BAD_GATEWAY,
-        format!("{platform} API answered HTTP {}: {snippet}", status.as_u16()),
+        format!(
+            "{platform} API answered HTTP {}: {snippet}",
+            status.as_u16()
+        ),
     )
 }
 
-async fn verify_ios(state: &Shared, transaction_id: &str, product: &str) -> Result<Value, Response> {
+async fn verify_ios(
+    state: &Shared,
+    transaction_id: &str,
+    product: &str,
+) -> Result<Value, Response> {
     let token = state
         .backend
         .apple
@@ -216,7 +221,12 @@ async fn verify_ios(state: &Shared, transaction_id: &str, product: &str) -> Resu
         .bearer_auth(token.token.expose())
         .send()
         .await
-        .map_err(|e| invalid(StatusCode::BAD_GATEWAY, format!("apple API unreachable: {e}")))?;
+        .map_err(|e| {
+            invalid(
+                StatusCode::BAD_GATEWAY,
+                format!("apple API unreachable: {e}"),
+            )
+        })?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     match status.as_u16() {
@@ -299,16 +309,13 @@ async fn verify_android(
     } else {
         format!("{base}/products/{product}/tokens/{token}")
     };
-    let lookup = |access: String| {
-        state
-            .backend
-            .client
-            .get(&url)
-            .bearer_auth(access)
-            .send()
+    let lookup = |access: String| state.backend.client.get(&url).bearer_auth(access).send();
+    let unreachable = |e: reqwest::Error| {
+        invalid(
+            StatusCode::BAD_GATEWAY,
+            format!("google API unreachable: {e}"),
+        )
     };
-    let unreachable =
-        |e: reqwest::Error| invalid(StatusCode::BAD_GATEWAY, format!("google API unreachable: {e}"));
     let mut resp = lookup(google_token(state, false).await?)
         .await
         .map_err(unreachable)?;
@@ -364,12 +371,18 @@ async fn verify_android(
 fn lookup(state: &Shared, user: &str, force: bool) -> (Vec<Value>, bool) {
     let now = Instant::now();
     let (visible, last_change) = {
-        let grants = state.backend.grants.lock().unwrap_or_else(|p| p.into_inner());
+        let grants = state
+            .backend
+            .grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let list = grants.get(user).cloned().unwrap_or_default();
         let vis: Vec<&Grant> = list.iter().filter(|g| g.visible_at <= now).collect();
         let last = vis.iter().map(|g| g.visible_at).max();
         (
-            vis.iter().map(|g| g.entitlement.clone()).collect::<Vec<_>>(),
+            vis.iter()
+                .map(|g| g.entitlement.clone())
+                .collect::<Vec<_>>(),
             last,
         )
     };
@@ -384,7 +397,11 @@ fn lookup(state: &Shared, user: &str, force: bool) -> (Vec<Value>, bool) {
                 .map(|mut r| r.random_bool(p.min(1.0)))
                 .unwrap_or(false)
         });
-    let mut cache = state.backend.cache.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cache = state
+        .backend
+        .cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     if !force && !degraded {
         if let Some((list, at)) = cache.entries.get(user) {
             let fresh = now < *at + state.cache_ttl && last_change.is_none_or(|c| c <= *at);
@@ -396,7 +413,9 @@ fn lookup(state: &Shared, user: &str, force: bool) -> (Vec<Value>, bool) {
         }
     }
     cache.misses += 1;
-    cache.entries.insert(user.to_string(), (visible.clone(), now));
+    cache
+        .entries
+        .insert(user.to_string(), (visible.clone(), now));
     (visible, false)
 }
 
@@ -421,7 +440,11 @@ async fn cache_stats(State(state): State<Shared>) -> Response {
         * POPULATION_LOOKUPS_PER_SEC;
     let pop_hits = (lookups * POPULATION_HIT_RATIO * (1.0 - degradation)).floor() as u64;
     let pop_misses = lookups.floor() as u64 - pop_hits.min(lookups.floor() as u64);
-    let c = state.backend.cache.lock().unwrap_or_else(|p| p.into_inner());
+    let c = state
+        .backend
+        .cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let hits = c.hits + pop_hits;
     let misses = c.misses + pop_misses;
     let ratio = if hits + misses == 0 {

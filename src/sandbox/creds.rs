@@ -45,9 +45,10 @@ fn random_id(len: usize, upper: bool) -> String {
 }
 
 fn apple_key() -> Result<AppleKey, String> {
-    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| e.to_string())?;
-    let public = p256::PublicKey::from_sec1_bytes(kp.public_key_raw()).map_err(|e| e.to_string())?;
+    let kp =
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let public =
+        p256::PublicKey::from_sec1_bytes(kp.public_key_raw()).map_err(|e| e.to_string())?;
     Ok(AppleKey {
         key_id: random_id(10, true),
         pkcs8_pem: kp.serialize_pem(),
@@ -189,7 +190,10 @@ pub fn write_state_dir(
     write_private(&dir.join(&key_file), creds.probe_key.pkcs8_pem.as_bytes())?;
     let sa = serde_json::to_vec_pretty(&creds.service_account_json(&token_uri))?;
     write_private(&dir.join("service-account.json"), &sa)?;
-    write_private(&dir.join("admin-token"), creds.admin_token.expose().as_bytes())?;
+    write_private(
+        &dir.join("admin-token"),
+        creds.admin_token.expose().as_bytes(),
+    )?;
     std::fs::write(dir.join("sandbox-root-ca.pem"), root_pem)?;
     let manifest = Manifest {
         apple: serde_json::json!({

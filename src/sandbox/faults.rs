@@ -135,7 +135,9 @@ impl FaultSpec {
     }
 
     pub fn entitlement_delay(&self) -> Duration {
-        self.entitlement_delay.map(Duration::from).unwrap_or_default()
+        self.entitlement_delay
+            .map(Duration::from)
+            .unwrap_or_default()
     }
 
     pub fn rng(&self) -> StdRng {

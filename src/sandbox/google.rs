@@ -142,7 +142,8 @@ pub fn verify_assertion(state: &Shared, assertion: &str) -> Result<(), (&'static
         }
     }
     let sig = b64(s).ok_or_else(|| bad("Invalid JWT Signature."))?;
-    let signature = Signature::try_from(sig.as_slice()).map_err(|_| bad("Invalid JWT Signature."))?;
+    let signature =
+        Signature::try_from(sig.as_slice()).map_err(|_| bad("Invalid JWT Signature."))?;
     let key = VerifyingKey::<Sha256>::new(state.creds.google_public.clone());
     // The signature covers the segments exactly as sent, padding included.
     key.verify(format!("{h}.{c}").as_bytes(), &signature)

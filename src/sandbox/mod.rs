@@ -159,8 +159,8 @@ fn build_state(
 ) -> std::io::Result<State> {
     let faults = sandbox.options.faults.clone();
     let rng = faults.rng();
-    let backend = backend::BackendState::new(&sandbox.creds, base_url)
-        .map_err(std::io::Error::other)?;
+    let backend =
+        backend::BackendState::new(&sandbox.creds, base_url).map_err(std::io::Error::other)?;
     backend.trust(sandbox.ca.root_der.clone());
     let google = google::GoogleState::new(&sandbox.fixtures);
     Ok(State {

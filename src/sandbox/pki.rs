@@ -111,8 +111,10 @@ fn leaf(chain: &Chain, expired: bool) -> Result<Signer, PkiError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(err)?;
     let mut p = CertificateParams::default();
     p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name
-        .push(DnType::CommonName, "Prod ECC Mac App Store and iTunes Store Receipt Signing");
+    p.distinguished_name.push(
+        DnType::CommonName,
+        "Prod ECC Mac App Store and iTunes Store Receipt Signing",
+    );
     p.distinguished_name
         .push(DnType::OrganizationName, "iap-probe sandbox");
     p.is_ca = IsCa::ExplicitNoCa;

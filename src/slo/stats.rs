@@ -108,8 +108,7 @@ impl StepStats {
     }
 
     pub fn quantile(&self, q: f64) -> Option<Duration> {
-        (!self.latency.is_empty())
-            .then(|| Duration::from_micros(self.latency.value_at_quantile(q)))
+        (!self.latency.is_empty()).then(|| Duration::from_micros(self.latency.value_at_quantile(q)))
     }
 
     pub fn max(&self) -> Option<Duration> {

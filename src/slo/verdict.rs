@@ -65,7 +65,11 @@ fn pct(r: f64) -> String {
 /// figure that has used most of its budget.
 pub fn judge_latency(name: &str, slo: &Slo, stats: &StepStats, warn_at: f64) -> Vec<SloCheck> {
     let mut out = Vec::new();
-    let targets = [("p50", 0.50, slo.p50), ("p95", 0.95, slo.p95), ("p99", 0.99, slo.p99)];
+    let targets = [
+        ("p50", 0.50, slo.p50),
+        ("p95", 0.95, slo.p95),
+        ("p99", 0.99, slo.p99),
+    ];
     for (figure, q, target) in targets {
         let (Some(target), Some(actual)) = (target, stats.quantile(q)) else {
             continue;
@@ -127,7 +131,13 @@ fn check(
 
 /// Judges a success ratio: below `critical` fails, below `target` warns when there are
 /// enough attempts to tell (a single failed run is judged by its steps, not here).
-pub fn judge_ratio(name: &str, ok: u64, failed: u64, target: f64, critical: f64) -> Option<SloCheck> {
+pub fn judge_ratio(
+    name: &str,
+    ok: u64,
+    failed: u64,
+    target: f64,
+    critical: f64,
+) -> Option<SloCheck> {
     let n = ok + failed;
     if n < 2 {
         return None;
@@ -136,17 +146,29 @@ pub fn judge_ratio(name: &str, ok: u64, failed: u64, target: f64, critical: f64)
     let (verdict, message) = if r < critical {
         (
             Verdict::Fail,
-            format!("{name} success {} ({ok}/{n}) < {} critical", pct(r), pct(critical)),
+            format!(
+                "{name} success {} ({ok}/{n}) < {} critical",
+                pct(r),
+                pct(critical)
+            ),
         )
     } else if r < target {
         (
             Verdict::Warn,
-            format!("{name} success {} ({ok}/{n}) < {} target", pct(r), pct(target)),
+            format!(
+                "{name} success {} ({ok}/{n}) < {} target",
+                pct(r),
+                pct(target)
+            ),
         )
     } else {
         (
             Verdict::Pass,
-            format!("{name} success {} ({ok}/{n}) >= {} target", pct(r), pct(target)),
+            format!(
+                "{name} success {} ({ok}/{n}) >= {} target",
+                pct(r),
+                pct(target)
+            ),
         )
     };
     Some(SloCheck {
@@ -203,7 +225,13 @@ mod tests {
         let f = judge_ratio("p", 94, 6, 0.99, 0.95).unwrap();
         assert_eq!(f.verdict, Verdict::Fail);
         assert!(f.message.contains("94%"), "{}", f.message);
-        assert_eq!(judge_ratio("p", 98, 2, 0.99, 0.95).unwrap().verdict, Verdict::Warn);
-        assert_eq!(judge_ratio("p", 100, 0, 0.99, 0.95).unwrap().verdict, Verdict::Pass);
+        assert_eq!(
+            judge_ratio("p", 98, 2, 0.99, 0.95).unwrap().verdict,
+            Verdict::Warn
+        );
+        assert_eq!(
+            judge_ratio("p", 100, 0, 0.99, 0.95).unwrap().verdict,
+            Verdict::Pass
+        );
     }
 }

@@ -45,8 +45,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
     || die "pip install -r tests/compat/requirements.txt failed"
 
 # --- Binary -----------------------------------------------------------------------------
-cargo build --locked --quiet --bin probe </dev/null || die "cargo build --locked failed"
-probe="${CARGO_TARGET_DIR:-$root/target}/debug/probe"
+# `cargo test` passes the binary it built (tests/official_libraries.rs); run by hand, build it.
+if [[ -n "${PROBE_BIN:-}" ]]; then
+    probe=$PROBE_BIN
+else
+    cargo build --locked --quiet --bin probe </dev/null || die "cargo build --locked failed"
+    probe="${CARGO_TARGET_DIR:-$root/target}/debug/probe"
+fi
 [[ -x "$probe" ]] || die "built binary not found at $probe"
 
 # --- Sandbox ----------------------------------------------------------------------------

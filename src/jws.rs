@@ -52,7 +52,7 @@ impl TrustAnchors {
         // A DER certificate is a SEQUENCE (0x30); anything else is taken as PEM. (Looking
         // for a '-' is not enough: Apple's own root, as the .cer Apple distributes, holds
         // 0x2D in its serial number and in "Apple Root CA - G3".)
-        if bytes.first() != Some(&0x30) {
+        if bytes.starts_with(b"-----") || bytes.iter().take(64).any(|b| *b == b'-') { //MUT
             let mut out = Vec::new();
             for pem in Pem::iter_from_buffer(bytes) {
                 let pem = pem.map_err(|e| format!("invalid PEM: {e}"))?;

@@ -475,3 +475,55 @@ async fn backend_refuses_a_forged_notification() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Apple Root CA - G3, as published by Apple.
+const APPLE_ROOT_CA_G3_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIICQzCCAcmgAwIBAgIILcX8iNLFS5UwCgYIKoZIzj0EAwMwZzEbMBkGA1UEAwwS
+QXBwbGUgUm9vdCBDQSAtIEczMSYwJAYDVQQLDB1BcHBsZSBDZXJ0aWZpY2F0aW9u
+IEF1dGhvcml0eTETMBEGA1UECgwKQXBwbGUgSW5jLjELMAkGA1UEBhMCVVMwHhcN
+MTQwNDMwMTgxOTA2WhcNMzkwNDMwMTgxOTA2WjBnMRswGQYDVQQDDBJBcHBsZSBS
+b290IENBIC0gRzMxJjAkBgNVBAsMHUFwcGxlIENlcnRpZmljYXRpb24gQXV0aG9y
+aXR5MRMwEQYDVQQKDApBcHBsZSBJbmMuMQswCQYDVQQGEwJVUzB2MBAGByqGSM49
+AgEGBSuBBAAiA2IABJjpLz1AcqTtkyJygRMc3RCV8cWjTnHcFBbZDuWmBSp3ZHtf
+TjjTuxxEtX/1H7YyYl3J6YRbTzBPEVoA/VhYDKX1DyxNB0cTddqXl5dvMVztK517
+IDvYuVTZXpmkOlEKMaNCMEAwHQYDVR0OBBYEFLuw3qFYM4iapIqZ3r6966/ayySr
+MA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0PAQH/BAQDAgEGMAoGCCqGSM49BAMDA2gA
+MGUCMQCD6cHEFl4aXTQY2e3v9GwOAEZLuN+yRhHFD/3meoyhpmvOwgPUnPWTxnS4
+at+qIxUCMG1mihDK1A3UT82NQz60imOlM27jbdoXt2QfyFMm+YhidDkLF1vLUagM
+6BgD56KyKA==
+-----END CERTIFICATE-----
+";
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn trust_anchors_read_pem_and_der() {
+    // Apple's root as PEM and as the DER .cer Apple distributes (which holds '-' bytes).
+    let pem = jws::TrustAnchors::from_bytes(APPLE_ROOT_CA_G3_PEM.as_bytes()).unwrap();
+    let der_bytes = pem_to_der(APPLE_ROOT_CA_G3_PEM);
+    assert!(der_bytes[..64].contains(&b'-'));
+    let der = jws::TrustAnchors::from_bytes(&der_bytes).expect("Apple's DER root loads");
+    assert_eq!(pem.0, der.0);
+
+    // The sandbox root as DER verifies the sandbox's signed data like the PEM does.
+    let sb = start().await;
+    let root_pem = std::fs::read_to_string(sb.sb.state_dir.join("sandbox-root-ca.pem")).unwrap();
+    let anchors = jws::TrustAnchors::from_bytes(&pem_to_der(&root_pem)).unwrap();
+    let (tx, _) = sb.ios("coins");
+    let body: Value = sb
+        .apple_get(&format!("/inApps/v1/transactions/{tx}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(jws::verify(body["signedTransactionInfo"].as_str().unwrap(), &anchors).is_ok());
+
+    assert!(jws::TrustAnchors::from_bytes(b"not a certificate").is_err());
+    assert!(jws::TrustAnchors::from_bytes(&[0x30, 0x03, 0x02, 0x01, 0x01]).is_err());
+}

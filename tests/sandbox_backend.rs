@@ -130,7 +130,7 @@ async fn verify_refuses_what_the_platforms_refuse() {
 async fn bad_verify_bodies_get_a_reason() {
     let sb = start().await;
     let (tx, product) = sb.ios("premium");
-    let cases: [(&str, String, &str); 6] = [
+    let cases: [(&str, String, &str); 9] = [
         ("not JSON", "{oops".into(), "JSON"),
         (
             "no userId",
@@ -158,6 +158,25 @@ async fn bad_verify_bodies_get_a_reason() {
             "android without purchaseToken",
             json!({"platform": "android", "userId": "u", "productId": product}).to_string(),
             "purchaseToken",
+        ),
+        (
+            "empty userId",
+            json!({"platform": "ios", "userId": "", "productId": product, "transactionId": tx})
+                .to_string(),
+            "userId",
+        ),
+        (
+            "blank transactionId",
+            json!({"platform": "ios", "userId": "u", "productId": product,
+                   "transactionId": " "})
+            .to_string(),
+            "transactionId",
+        ),
+        (
+            "userId not a string",
+            json!({"platform": "ios", "userId": 7, "productId": product, "transactionId": tx})
+                .to_string(),
+            "JSON",
         ),
     ];
     for (name, body, reason) in cases {
@@ -339,4 +358,25 @@ async fn grant_refuses_a_bad_body() {
         assert!(v["error"].as_str().unwrap().contains("reason"), "{v}");
     }
     assert!(sb.entitlements("u").await.0.is_empty());
+}
+
+#[tokio::test]
+async fn cache_entries_expire_after_the_ttl() {
+    let ttl = std::time::Duration::from_millis(500);
+    let sb = start_opts(iap_probe::sandbox::SandboxOptions {
+        cache_ttl: ttl,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(sb.cache_stats().await["ttlSeconds"], 0);
+    let t0 = std::time::Instant::now();
+    assert!(!sb.entitlements("t").await.1);
+    // Hits while fresh, then a miss once the entry is older than the TTL.
+    let missed_at = poll(std::time::Duration::from_secs(10), || async {
+        let (_, hit) = sb.entitlements("t").await;
+        (!hit).then(std::time::Instant::now)
+    })
+    .await
+    .expect("the entry expires");
+    assert!(missed_at - t0 >= ttl, "expired after {:?}", missed_at - t0);
 }

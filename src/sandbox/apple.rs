@@ -206,6 +206,17 @@ async fn transaction(
     }
 }
 
+/// The transaction `type` a history `productType` filter selects.
+fn product_type(filter: &str) -> Option<&'static str> {
+    Some(match filter {
+        "AUTO_RENEWABLE" => "Auto-Renewable Subscription",
+        "NON_RENEWABLE" => "Non-Renewing Subscription",
+        "CONSUMABLE" => "Consumable",
+        "NON_CONSUMABLE" => "Non-Consumable",
+        _ => return None,
+    })
+}
+
 async fn history(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -217,17 +228,25 @@ async fn history(
         return r;
     }
     let mut products = Vec::new();
+    let mut types: Vec<&'static str> = Vec::new();
     let mut descending = false;
     let mut revoked = None;
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match k.as_ref() {
             "productId" => products.push(v.to_string()),
+            "productType" => match product_type(&v) {
+                Some(t) => types.push(t),
+                None => {
+                    return apple_error(StatusCode::BAD_REQUEST, 4000022, "Invalid product type.");
+                }
+            },
             "sort" => match v.as_ref() {
                 "ASCENDING" => descending = false,
                 "DESCENDING" => descending = true,
-                _ => return apple_error(StatusCode::BAD_REQUEST, 4000010, "Invalid sort."),
+                _ => return apple_error(StatusCode::BAD_REQUEST, 4000021, "Invalid sort."),
             },
-            "revoked" => match v.as_ref() {
+            // Apple's Python library sends str(bool): "True"/"False"; Java/Node send "true".
+            "revoked" => match v.to_ascii_lowercase().as_str() {
                 "true" => revoked = Some(true),
                 "false" => revoked = Some(false),
                 _ => return apple_error(StatusCode::BAD_REQUEST, 4000030, "Invalid revoked."),
@@ -241,6 +260,7 @@ async fn history(
         .ios
         .iter()
         .filter(|t| products.is_empty() || products.contains(&t.product_id))
+        .filter(|t| types.is_empty() || types.contains(&t.kind.as_str()))
         .filter(|_| revoked != Some(true))
         .collect();
     if descending {

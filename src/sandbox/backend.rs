@@ -67,7 +67,10 @@ impl BackendState {
             BUNDLE_ID,
         )
         .map_err(|e| e.to_string())?;
+        // It only ever calls this sandbox's own listener: an HTTP(S)_PROXY in the
+        // environment must not send those calls elsewhere.
         let client = reqwest::Client::builder()
+            //MUT
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| e.to_string())?;
@@ -146,15 +149,16 @@ async fn verify(State(state): State<Shared>, body: String) -> Response {
         Ok(r) => r,
         Err(e) => return invalid(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
     };
-    let (Some(user), Some(product)) = (req.user_id.clone(), req.product_id.clone()) else {
+    let present = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+    let (Some(user), Some(product)) = (present(&req.user_id), present(&req.product_id)) else {
         return invalid(StatusCode::BAD_REQUEST, "userId and productId are required");
     };
     let verified = match req.platform.as_deref() {
-        Some("ios") => match &req.transaction_id {
+        Some("ios") => match &present(&req.transaction_id) {
             Some(id) => verify_ios(&state, id, &product).await,
             None => return invalid(StatusCode::BAD_REQUEST, "transactionId is required for ios"),
         },
-        Some("android") => match &req.purchase_token {
+        Some("android") => match &present(&req.purchase_token) {
             Some(t) => verify_android(&state, t, &product, req.kind.as_deref()).await,
             None => {
                 return invalid(

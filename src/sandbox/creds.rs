@@ -212,14 +212,14 @@ pub fn write_state_dir(
         fixtures: serde_json::json!({ "ios": fixtures.ios, "android": fixtures.android }),
     };
     std::fs::write(
-        dir.join("sandbox.json"),
-        serde_json::to_vec_pretty(&manifest)?,
-    )?;
-    std::fs::write(
         dir.join("probe.toml"),
         probe_toml(base_url, creds, fixtures, &key_file),
     )?;
     crate::shipped::write_probes(&dir.join("probes"))?;
+    // The manifest last, and atomically: its presence means the folder is complete.
+    let tmp = dir.join(".sandbox.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)?;
+    std::fs::rename(&tmp, dir.join("sandbox.json"))?;
     Ok(manifest)
 }
 

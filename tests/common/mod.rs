@@ -38,17 +38,18 @@ pub async fn start() -> Sb {
 }
 
 pub async fn start_with(faults: FaultSpec) -> Sb {
-    let dir = tempfile::tempdir().unwrap();
-    let sb = sandbox::start(
-        "127.0.0.1:0",
-        dir.path(),
-        SandboxOptions {
-            faults,
-            ..Default::default()
-        },
-    )
+    start_opts(SandboxOptions {
+        faults,
+        ..Default::default()
+    })
     .await
-    .expect("sandbox starts");
+}
+
+pub async fn start_opts(options: SandboxOptions) -> Sb {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = sandbox::start("127.0.0.1:0", dir.path(), options)
+        .await
+        .expect("sandbox starts");
     Sb {
         sb,
         dir,

@@ -173,6 +173,17 @@ pub fn write_output(path: &Path, text: &str) -> Result<(), AppError> {
     })
 }
 
+/// Pushes the report's metrics to a Prometheus Pushgateway.
+pub async fn push(gateway: &str, report: &Report) -> Result<(), crate::report::push::PushError> {
+    let client = runner::context::http_client(Duration::from_secs(10)).map_err(|e| {
+        crate::report::push::PushError {
+            url: gateway.to_string(),
+            reason: e.to_string(),
+        }
+    })?;
+    crate::report::push::push(&client, gateway, report).await
+}
+
 pub fn render(report: &Report, format: Format, color: bool) -> String {
     report::render(report, format, color)
 }

@@ -52,7 +52,7 @@ impl TrustAnchors {
         // A DER certificate is a SEQUENCE (0x30); anything else is taken as PEM. (Looking
         // for a '-' is not enough: Apple's own root, as the .cer Apple distributes, holds
         // 0x2D in its serial number and in "Apple Root CA - G3".)
-        if bytes.starts_with(b"-----") || bytes.iter().take(64).any(|b| *b == b'-') { //MUT
+        if bytes.first() != Some(&0x30) {
             let mut out = Vec::new();
             for pem in Pem::iter_from_buffer(bytes) {
                 let pem = pem.map_err(|e| format!("invalid PEM: {e}"))?;
@@ -144,15 +144,14 @@ pub fn verify(jws: &str, anchors: &TrustAnchors) -> Result<Value, JwsError> {
 
     let mut root_found = None;
     for der in &anchors.0 {
-        if let Ok((_, anchor)) = parse_x509_certificate(der) {
-            if intermediate.issuer() == anchor.subject()
-                && intermediate
-                    .verify_signature(Some(anchor.public_key()))
-                    .is_ok()
-            {
-                root_found = Some(anchor);
-                break;
-            }
+        if let Ok((_, anchor)) = parse_x509_certificate(der)
+            && intermediate.issuer() == anchor.subject()
+            && intermediate
+                .verify_signature(Some(anchor.public_key()))
+                .is_ok()
+        {
+            root_found = Some(anchor);
+            break;
         }
     }
     let root = root_found.ok_or(JwsError::UnknownRoot)?;

@@ -89,6 +89,8 @@ enum PlatformArg {
 enum FormatArg {
     Table,
     Json,
+    Junit,
+    Prometheus,
 }
 
 #[derive(Args, Clone)]
@@ -99,6 +101,12 @@ struct OutputArgs {
     /// Write the report to this file instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Also write JUnit XML to this file (for CI), whatever --format says.
+    #[arg(long, value_name = "FILE")]
+    junit_output: Option<PathBuf>,
+    /// Also push the metrics to this Prometheus Pushgateway (e.g. http://pushgateway:9091).
+    #[arg(long, value_name = "URL")]
+    push: Option<String>,
     /// Only these platforms' probes (platform-independent probes always run).
     #[arg(long, value_enum)]
     platform: Option<PlatformArg>,
@@ -167,7 +175,7 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
         Some(Command::Run(args)) => run(&args.config, &args.out).await,
         Some(Command::Demo { faults, out }) => {
             let report = app::demo(faults.as_deref(), &request(&out)).await?;
-            emit(&report, &out)
+            emit(&report, &out).await
         }
         Some(Command::Sandbox {
             listen,
@@ -211,17 +219,29 @@ fn request(out: &OutputArgs) -> RunRequest {
 
 async fn run(config: &Path, out: &OutputArgs) -> Result<u8, AppError> {
     let report = app::run(config, &request(out)).await?;
-    emit(&report, out)
+    emit(&report, out).await
 }
 
-fn emit(report: &Report, out: &OutputArgs) -> Result<u8, AppError> {
+async fn emit(report: &Report, out: &OutputArgs) -> Result<u8, AppError> {
     let terminal = std::io::stdout().is_terminal();
     let format = match out.format {
         Some(FormatArg::Table) => Format::Table,
         Some(FormatArg::Json) => Format::Json,
+        Some(FormatArg::Junit) => Format::Junit,
+        Some(FormatArg::Prometheus) => Format::Prometheus,
         None if terminal || out.output.is_some() => Format::Table,
         None => Format::Json,
     };
+    if let Some(path) = &out.junit_output {
+        app::write_output(path, &app::render(report, Format::Junit, false))?;
+    }
+    if let Some(url) = &out.push {
+        // Metrics that did not arrive are a monitoring gap, not a probe verdict: say so
+        // loudly, keep the exit code the probes earned.
+        if let Err(e) = app::push(url, report).await {
+            eprintln!("warning: {e}");
+        }
+    }
     match &out.output {
         Some(path) => {
             let format = if out.format.is_none() {

@@ -65,11 +65,7 @@ async fn app_store_jwt_is_checked_as_apple_documents_it() {
     let base = claims(&sb);
     let cases: Vec<(&str, String, bool)> = vec![
         ("probe's own signer", sb.apple_token(), true),
-        (
-            "hand-made valid",
-            es256_jwt(&pem, Some(&kid), &base),
-            true,
-        ),
+        ("hand-made valid", es256_jwt(&pem, Some(&kid), &base), true),
         (
             "missing iat",
             es256_jwt(&pem, Some(&kid), &without(base.clone(), "iat")),
@@ -210,9 +206,7 @@ async fn transaction_is_signed_by_the_sandbox_ca_with_apple_fields() {
     let anchors = sb.anchors();
     for what in ["premium", "coins"] {
         let (tx, product) = sb.ios(what);
-        let resp = sb
-            .apple_get(&format!("/inApps/v1/transactions/{tx}"))
-            .await;
+        let resp = sb.apple_get(&format!("/inApps/v1/transactions/{tx}")).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let body: Value = resp.json().await.unwrap();
         let signed = body["signedTransactionInfo"].as_str().unwrap();
@@ -317,7 +311,9 @@ async fn history_v2_lists_signed_transactions_and_filters_by_product() {
     assert_eq!(p["productId"], coins.as_str());
 
     let v: Value = sb
-        .apple_get(&format!("/inApps/v2/history/{tx}?productId=com.example.none"))
+        .apple_get(&format!(
+            "/inApps/v2/history/{tx}?productId=com.example.none"
+        ))
         .await
         .json()
         .await
@@ -426,9 +422,7 @@ async fn test_notification_is_delivered_to_the_backend() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let resp = sb
-        .apple_get("/inApps/v1/notifications/test/nope_1")
-        .await;
+    let resp = sb.apple_get("/inApps/v1/notifications/test/nope_1").await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
 

@@ -43,15 +43,19 @@ async fn android_verify_grants_product_and_subscription() {
     let (ptoken, product) = sb.android("product");
     let (stoken, sub) = sb.android("subscription");
     let (status, v) = sb
-        .verify(&json!({"platform": "android", "userId": "droid", "productId": product,
-                        "purchaseToken": ptoken}))
+        .verify(
+            &json!({"platform": "android", "userId": "droid", "productId": product,
+                        "purchaseToken": ptoken}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["valid"], true);
     assert!(v["orderId"].as_str().unwrap().starts_with("GPA."));
     let (status, v) = sb
-        .verify(&json!({"platform": "android", "userId": "droid", "productId": sub,
-                        "purchaseToken": stoken, "type": "subscription"}))
+        .verify(
+            &json!({"platform": "android", "userId": "droid", "productId": sub,
+                        "purchaseToken": stoken, "type": "subscription"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert!(humantime::parse_rfc3339(v["expiryTime"].as_str().unwrap()).is_ok());
@@ -69,9 +73,7 @@ async fn android_verify_survives_a_revoked_google_token() {
     let body = json!({"platform": "android", "userId": "u", "productId": product,
                       "purchaseToken": ptoken});
     assert_eq!(sb.verify(&body).await.0, StatusCode::OK);
-    let resp = sb
-        .admin_post("/sandbox/google/revoke", &json!({}))
-        .await;
+    let resp = sb.admin_post("/sandbox/google/revoke", &json!({})).await;
     assert_eq!(resp.status(), StatusCode::OK);
     // The backend's cached access token is now refused; it fetches a new one, as
     // Google's client libraries do on a 401.
@@ -192,10 +194,7 @@ async fn bad_verify_bodies_get_a_reason() {
         assert!(status.is_client_error(), "{name}: {status}");
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v["valid"], false, "{name}: {v}");
-        assert!(
-            v["error"].as_str().unwrap().contains(reason),
-            "{name}: {v}"
-        );
+        assert!(v["error"].as_str().unwrap().contains(reason), "{name}: {v}");
     }
 }
 
@@ -335,9 +334,7 @@ async fn batch_refresh_fills_the_cache() {
         json!({"userIds": "a"}),
         json!([1, 2]),
     ] {
-        let resp = sb
-            .admin_post("/iap/entitlements/batch-refresh", &bad)
-            .await;
+        let resp = sb.admin_post("/iap/entitlements/batch-refresh", &bad).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
         let v: Value = resp.json().await.unwrap();
         assert!(v["error"].as_str().unwrap().contains("userIds"), "{v}");

@@ -29,9 +29,7 @@ async fn fixed_latency_delays_the_matching_route() {
     .await;
     let (tx, _) = sb.ios("premium");
     let t = Instant::now();
-    let resp = sb
-        .apple_get(&format!("/inApps/v1/transactions/{tx}"))
-        .await;
+    let resp = sb.apple_get(&format!("/inApps/v1/transactions/{tx}")).await;
     let took = t.elapsed();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(took >= Duration::from_millis(300), "took {took:?}");
@@ -55,9 +53,7 @@ async fn error_rate_one_fails_every_request_like_the_real_service() {
         let v: Value = resp.json().await.unwrap();
         assert!(v["error"].as_str().unwrap().contains("500"), "{v}");
 
-        let resp = sb
-            .apple_get(&format!("/inApps/v1/transactions/{tx}"))
-            .await;
+        let resp = sb.apple_get(&format!("/inApps/v1/transactions/{tx}")).await;
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v["errorCode"], 5000000, "Apple's error shape: {v}");
@@ -71,9 +67,17 @@ async fn error_rate_one_fails_every_request_like_the_real_service() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
         let v: Value = resp.json().await.unwrap();
-        assert_eq!(v["error"]["status"], "PERMISSION_DENIED", "Google's envelope: {v}");
+        assert_eq!(
+            v["error"]["status"], "PERMISSION_DENIED",
+            "Google's envelope: {v}"
+        );
 
-        let resp = sb.http.get(sb.url("/iap/cache/stats")).send().await.unwrap();
+        let resp = sb
+            .http
+            .get(sb.url("/iap/cache/stats"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "error_rate 0 never fails");
     }
     // The backend's verification sees Apple's failure and says so.
@@ -93,9 +97,7 @@ async fn rate_limit_carries_retry_after_in_each_services_unit() {
     .await;
     let (tx, _) = sb.ios("premium");
     let before = now_ms();
-    let resp = sb
-        .apple_get(&format!("/inApps/v1/transactions/{tx}"))
-        .await;
+    let resp = sb.apple_get(&format!("/inApps/v1/transactions/{tx}")).await;
     let after = now_ms();
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let at: i64 = resp.headers()["retry-after"]
@@ -104,7 +106,10 @@ async fn rate_limit_carries_retry_after_in_each_services_unit() {
         .parse()
         .expect("Apple's Retry-After is an integer");
     // Absolute UNIX milliseconds, 30 s after the response was made.
-    assert!(at >= before + 30_000 && at <= after + 30_000, "{at} vs now {after}");
+    assert!(
+        at >= before + 30_000 && at <= after + 30_000,
+        "{at} vs now {after}"
+    );
     assert!(at > now_ms(), "in the future");
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["errorCode"], 4290000);
@@ -113,8 +118,10 @@ async fn rate_limit_carries_retry_after_in_each_services_unit() {
     let resp = sb
         .http
         .post(sb.url("/iap/verify"))
-        .json(&json!({"platform": "ios", "userId": "u", "productId": product,
-                      "transactionId": tx}))
+        .json(
+            &json!({"platform": "ios", "userId": "u", "productId": product,
+                      "transactionId": tx}),
+        )
         .send()
         .await
         .unwrap();
@@ -141,10 +148,18 @@ async fn hang_never_answers_and_shutdown_releases_it() {
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let err = short.get(&health).send().await.expect_err("a hung route never answers");
+    let err = short
+        .get(&health)
+        .send()
+        .await
+        .expect_err("a hung route never answers");
     assert!(err.is_timeout(), "{err}");
     // Other routes still answer.
-    let resp = http.get(format!("{}/iap/verify", sb.base_url)).send().await.unwrap();
+    let resp = http
+        .get(format!("{}/iap/verify", sb.base_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
 
     // Requests in flight at shutdown: a hang and a one-hour latency.
@@ -187,7 +202,10 @@ async fn outage_is_a_load_balancer_503_page() {
         let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
         assert!(ctype.starts_with("text/html"), "{ctype}");
         let body = resp.text().await.unwrap();
-        assert!(body.contains("503 Service Temporarily Unavailable"), "{body}");
+        assert!(
+            body.contains("503 Service Temporarily Unavailable"),
+            "{body}"
+        );
     }
     // Google and the backend's own endpoints are up; its iOS verification is not.
     let resp = sb.http.get(sb.url("/iap/health")).send().await.unwrap();
@@ -227,20 +245,31 @@ async fn entitlement_delay_holds_the_entitlement_back() {
         )
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(sb.entitlements("late").await.0.contains(&"gift".to_string()));
+    assert!(
+        sb.entitlements("late")
+            .await
+            .0
+            .contains(&"gift".to_string())
+    );
 }
 
 #[tokio::test]
 async fn cache_hit_degradation_drops_the_hit_ratio() {
     let sb = start().await;
     sb.entitlements("c").await;
-    assert!(sb.entitlements("c").await.1, "healthy: second read is a hit");
+    assert!(
+        sb.entitlements("c").await.1,
+        "healthy: second read is a hit"
+    );
     let healthy = sb.cache_stats().await["hitRatio"].as_f64().unwrap();
     assert!(healthy >= 0.85, "healthy ratio {healthy}");
 
     sb.set_faults(json!({"cache_hit_degradation": 1.0})).await;
     for _ in 0..5 {
-        assert!(!sb.entitlements("c").await.1, "every would-be hit is a miss");
+        assert!(
+            !sb.entitlements("c").await.1,
+            "every would-be hit is a miss"
+        );
     }
     let degraded = sb.cache_stats().await["hitRatio"].as_f64().unwrap();
     assert!(degraded < 0.8, "degraded ratio {degraded}");
@@ -264,9 +293,7 @@ async fn jws_faults_fail_verification_with_the_right_reason() {
     ];
     for (mode, check) in cases {
         sb.set_faults(json!({ "jws": mode })).await;
-        let resp = sb
-            .apple_get(&format!("/inApps/v1/transactions/{tx}"))
-            .await;
+        let resp = sb.apple_get(&format!("/inApps/v1/transactions/{tx}")).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let jws_text = signed(resp.json().await.unwrap());
         let err = jws::verify(&jws_text, &anchors).expect_err(mode);
@@ -314,9 +341,7 @@ async fn jws_faults_fail_verification_with_the_right_reason() {
 
     // Back to valid signatures.
     sb.set_faults(json!({})).await;
-    let resp = sb
-        .apple_get(&format!("/inApps/v1/transactions/{tx}"))
-        .await;
+    let resp = sb.apple_get(&format!("/inApps/v1/transactions/{tx}")).await;
     assert!(jws::verify(&signed(resp.json().await.unwrap()), &anchors).is_ok());
     let (status, v) = sb.verify_ios("user-ok", "premium").await;
     assert_eq!(status, StatusCode::OK, "{v}");
@@ -328,7 +353,8 @@ async fn revoked_apple_key_is_refused() {
     let (tx, _) = sb.ios("premium");
     let path = format!("/inApps/v1/transactions/{tx}");
     assert_eq!(sb.apple_get(&path).await.status(), StatusCode::OK);
-    sb.set_faults(json!({"revoked_apple_keys": [sb.kid()]})).await;
+    sb.set_faults(json!({"revoked_apple_keys": [sb.kid()]}))
+        .await;
     let resp = sb.apple_get(&path).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(resp.text().await.unwrap(), "Unauthenticated");
@@ -356,10 +382,7 @@ async fn seeded_error_rate_is_reproducible() {
     let a = start_with(faults(spec.clone())).await;
     let first = statuses(&a, 40).await;
     let fails = first.iter().filter(|s| **s == 503).count();
-    assert!(
-        (5..=35).contains(&fails),
-        "about half fail: {first:?}"
-    );
+    assert!((5..=35).contains(&fails), "about half fail: {first:?}");
     assert!(first.iter().all(|s| *s == 200 || *s == 503), "{first:?}");
 
     // The same seed, set again at run time, replays the same sequence...
@@ -384,10 +407,7 @@ async fn fault_api_is_guarded_and_validated() {
 
     // Without the admin token: refused, and nothing changes.
     for auth in [None, Some("Bearer nope")] {
-        let mut req = sb
-            .http
-            .put(sb.url("/sandbox/faults"))
-            .json(&json!({}));
+        let mut req = sb.http.put(sb.url("/sandbox/faults")).json(&json!({}));
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
@@ -398,11 +418,17 @@ async fn fault_api_is_guarded_and_validated() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     for (bad, mentions) in [
-        (json!({"route": [{"path": "/x", "error_rate": 2.0}]}), "error_rate"),
+        (
+            json!({"route": [{"path": "/x", "error_rate": 2.0}]}),
+            "error_rate",
+        ),
         (json!({"route": [{"path": "/x", "status": 200}]}), "status"),
         (json!({"route": [{"path": "x"}]}), "path"),
         (json!({"route": [{"path": "/x", "latency": "fast"}]}), ""),
-        (json!({"cache_hit_degradation": -0.5}), "cache_hit_degradation"),
+        (
+            json!({"cache_hit_degradation": -0.5}),
+            "cache_hit_degradation",
+        ),
         (json!({"jws": "forged"}), "forged"),
         (json!({"bogus": true}), "bogus"),
     ] {

@@ -43,7 +43,10 @@ async fn token_endpoint_checks_the_assertion() {
     let good = sb.google_claims(&own);
     let signed_good = rs256_assertion(&sb, Some(&kid), &good);
     let padded = rs256_padded(&sb, &good);
-    assert!(padded.contains('='), "the padded variant is padded: {padded}");
+    assert!(
+        padded.contains('='),
+        "the padded variant is padded: {padded}"
+    );
 
     let cases: Vec<(&str, String, Option<&str>)> = vec![
         ("sandbox aud, with kid", signed_good.clone(), None),
@@ -62,7 +65,9 @@ async fn token_endpoint_checks_the_assertion() {
                 &with(
                     good.clone(),
                     "scope",
-                    json!(format!("https://www.googleapis.com/auth/cloud-platform {PLAY_SCOPE}")),
+                    json!(format!(
+                        "https://www.googleapis.com/auth/cloud-platform {PLAY_SCOPE}"
+                    )),
                 ),
             ),
             None,
@@ -126,7 +131,11 @@ async fn token_endpoint_checks_the_assertion() {
             rs256_assertion(
                 &sb,
                 None,
-                &with(good.clone(), "iss", json!("someone@else.iam.gserviceaccount.com")),
+                &with(
+                    good.clone(),
+                    "iss",
+                    json!("someone@else.iam.gserviceaccount.com"),
+                ),
             ),
             Some("invalid_grant"),
         ),
@@ -144,7 +153,11 @@ async fn token_endpoint_checks_the_assertion() {
             "bad signature (claims swapped after signing)",
             swap_claims(
                 &signed_good,
-                &with(good.clone(), "iss", json!("attacker@evil.iam.gserviceaccount.com")),
+                &with(
+                    good.clone(),
+                    "iss",
+                    json!("attacker@evil.iam.gserviceaccount.com"),
+                ),
             ),
             Some("invalid_grant"),
         ),
@@ -161,7 +174,9 @@ async fn token_endpoint_checks_the_assertion() {
                 let ok = status == StatusCode::OK
                     && v["access_token"].as_str().is_some_and(|t| !t.is_empty())
                     && v["token_type"] == "Bearer"
-                    && v["expires_in"].as_u64().is_some_and(|e| e > 3000 && e <= 3600);
+                    && v["expires_in"]
+                        .as_u64()
+                        .is_some_and(|e| e > 3000 && e <= 3600);
                 if !ok {
                     wrong.push(format!("{name}: expected a token, got {status} {text}"));
                 }
@@ -235,9 +250,7 @@ async fn yup_oauth2_token_source_gets_a_token_that_play_accepts() {
     assert_eq!(resp.status(), StatusCode::OK);
 
     // After a revocation the cached token is refused; a forced refresh gets a new one.
-    let resp = sb
-        .admin_post("/sandbox/google/revoke", &json!({}))
-        .await;
+    let resp = sb.admin_post("/sandbox/google/revoke", &json!({})).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let resp = sb
         .http
@@ -362,7 +375,10 @@ async fn play_refuses_missing_foreign_and_revoked_tokens() {
 
     // No token, and a token this sandbox never issued.
     for auth in [None, Some("ya29.a0AfH6SMforeign-token")] {
-        for url in [sb.product_url(&product, &ptoken), sb.subscription_url(&stoken)] {
+        for url in [
+            sb.product_url(&product, &ptoken),
+            sb.subscription_url(&stoken),
+        ] {
             let mut req = sb.http.get(&url);
             if let Some(a) = auth {
                 req = req.bearer_auth(a);
@@ -401,13 +417,14 @@ async fn play_refuses_missing_foreign_and_revoked_tokens() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK, "not revoked without admin");
 
-    let resp = sb
-        .admin_post("/sandbox/google/revoke", &json!({}))
-        .await;
+    let resp = sb.admin_post("/sandbox/google/revoke", &json!({})).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let v: Value = resp.json().await.unwrap();
     assert!(v["revoked"].as_u64().unwrap() >= 1, "{v}");
-    for url in [sb.product_url(&product, &ptoken), sb.subscription_url(&stoken)] {
+    for url in [
+        sb.product_url(&product, &ptoken),
+        sb.subscription_url(&stoken),
+    ] {
         let resp = sb.http.get(&url).bearer_auth(&token).send().await.unwrap();
         assert_envelope(resp, 401, "UNAUTHENTICATED").await;
     }

@@ -12,7 +12,14 @@ use serde_json::json;
 async fn backend_ignores_proxy_environment_variables() {
     // SAFETY: the only test in this binary; set before the sandbox or any client starts.
     unsafe {
-        for var in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        for var in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
             // Port 9 (discard) on loopback: nothing listens, a proxied call fails.
             std::env::set_var(var, "http://127.0.0.1:9");
         }
@@ -24,8 +31,10 @@ async fn backend_ignores_proxy_environment_variables() {
     assert_eq!(status, StatusCode::OK, "{v}");
     let (ptoken, product) = sb.android("product");
     let (status, v) = sb
-        .verify(&json!({"platform": "android", "userId": "p", "productId": product,
-                        "purchaseToken": ptoken}))
+        .verify(
+            &json!({"platform": "android", "userId": "p", "productId": product,
+                        "purchaseToken": ptoken}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
 }

@@ -75,6 +75,9 @@ pub struct StepReport {
     pub reason: Option<String>,
     pub hint: Option<String>,
     pub failures: Vec<FailureCount>,
+    /// The raw latencies, for histogram exports (Prometheus) — not part of the JSON.
+    #[serde(skip)]
+    pub histogram: hdrhistogram::Histogram<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -191,6 +194,7 @@ fn step_report(run: &ProbeRun, i: usize, targets: &SloTargets) -> StepReport {
                 count: *n,
             })
             .collect(),
+        histogram: stats.latency.clone(),
     }
 }
 

@@ -378,11 +378,11 @@ async fn deliver(state: Shared, token: String, signed: String) {
         },
         _ = state.shutting_down() => "NO_RESPONSE",
     };
-    if let Ok(mut m) = state.apple.test_notifications.lock() {
-        if let Some(n) = m.get_mut(&token) {
-            n.attempts
-                .push(json!({"attemptDate": now_ms(), "sendAttemptResult": result}));
-        }
+    if let Ok(mut m) = state.apple.test_notifications.lock()
+        && let Some(n) = m.get_mut(&token)
+    {
+        n.attempts
+            .push(json!({"attemptDate": now_ms(), "sendAttemptResult": result}));
     }
 }
 

@@ -70,7 +70,7 @@ impl BackendState {
         // It only ever calls this sandbox's own listener: an HTTP(S)_PROXY in the
         // environment must not send those calls elsewhere.
         let client = reqwest::Client::builder()
-            //MUT
+            .no_proxy()
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| e.to_string())?;
@@ -406,15 +406,15 @@ fn lookup(state: &Shared, user: &str, force: bool) -> (Vec<Value>, bool) {
         .cache
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    if !force && !degraded {
-        if let Some((list, at)) = cache.entries.get(user) {
-            let fresh = now < *at + state.cache_ttl && last_change.is_none_or(|c| c <= *at);
-            if fresh {
-                let list = list.clone();
-                cache.hits += 1;
-                return (list, true);
-            }
-        }
+    if !force
+        && !degraded
+        && let Some((list, at)) = cache.entries.get(user)
+        && now < *at + state.cache_ttl
+        && last_change.is_none_or(|c| c <= *at)
+    {
+        let list = list.clone();
+        cache.hits += 1;
+        return (list, true);
     }
     cache.misses += 1;
     cache

@@ -110,15 +110,15 @@ impl FaultSpec {
                 return Err(format!("route[{i}].path {:?} must start with '/'", r.path));
             }
             frac(&format!("route[{i}].error_rate"), r.error_rate)?;
-            if let Some(s) = r.status {
-                if !(400..=599).contains(&s) {
-                    return Err(format!("route[{i}].status {s}: must be 400..=599"));
-                }
+            if let Some(s) = r.status
+                && !(400..=599).contains(&s)
+            {
+                return Err(format!("route[{i}].status {s}: must be 400..=599"));
             }
-            if let Some(Latency::Uniform { min, max }) = &r.latency {
-                if min > max {
-                    return Err(format!("route[{i}].latency: min > max"));
-                }
+            if let Some(Latency::Uniform { min, max }) = &r.latency
+                && min > max
+            {
+                return Err(format!("route[{i}].latency: min > max"));
             }
         }
         Ok(())

@@ -136,10 +136,10 @@ pub fn verify_assertion(state: &Shared, assertion: &str) -> Result<(), (&'static
     if header["alg"] != "RS256" {
         return Err(bad("Invalid JWT: alg must be RS256."));
     }
-    if let Some(kid) = header.get("kid").and_then(Value::as_str) {
-        if kid != state.creds.google_key_id {
-            return Err(bad("Invalid JWT Signature."));
-        }
+    if let Some(kid) = header.get("kid").and_then(Value::as_str)
+        && kid != state.creds.google_key_id
+    {
+        return Err(bad("Invalid JWT Signature."));
     }
     let sig = b64(s).ok_or_else(|| bad("Invalid JWT Signature."))?;
     let signature =

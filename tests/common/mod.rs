@@ -316,7 +316,12 @@ pub fn es256_jwt(pem: &str, kid: Option<&str>, claims: &Value) -> String {
     let mut h = Header::new(Algorithm::ES256);
     h.kid = kid.map(String::from);
     h.typ = Some("JWT".into());
-    jsonwebtoken::encode(&h, claims, &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap()).unwrap()
+    jsonwebtoken::encode(
+        &h,
+        claims,
+        &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
 }
 
 /// An RS256 assertion signed with the service account's key (jsonwebtoken: unpadded).
@@ -327,7 +332,12 @@ pub fn rs256_assertion(sb: &Sb, kid: Option<&str>, claims: &Value) -> String {
         .to_string();
     let mut h = Header::new(Algorithm::RS256);
     h.kid = kid.map(String::from);
-    jsonwebtoken::encode(&h, claims, &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()).unwrap()
+    jsonwebtoken::encode(
+        &h,
+        claims,
+        &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
 }
 
 /// An RS256 assertion encoded as yup-oauth2 does it: base64url *with* `=` padding, and the

@@ -207,6 +207,9 @@ async fn outage_is_a_load_balancer_503_page() {
             "{body}"
         );
     }
+    // The whole prefix is down, including paths no route serves, as behind a load balancer.
+    let resp = sb.apple_get("/inApps/v9/unknown").await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Google and the backend's own endpoints are up; its iOS verification is not.
     let resp = sb.http.get(sb.url("/iap/health")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -453,4 +456,32 @@ async fn fault_api_is_guarded_and_validated() {
     assert_eq!(v, good);
     let resp = sb.http.get(sb.url("/iap/health")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn complete_outage_answers_every_request() {
+    let sb = start_with(faults(json!({"route": [{"path": "/", "outage": true}]}))).await;
+    for (method, path) in [
+        ("GET", "/iap/health"),
+        ("POST", "/iap/verify"),
+        ("POST", "/token"),
+        ("GET", "/no/such/path"),
+        ("DELETE", "/iap/health"),
+    ] {
+        let resp = sb
+            .http
+            .request(method.parse().unwrap(), sb.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{method} {path}");
+        let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ctype.starts_with("text/html"), "{method} {path}: {ctype}");
+    }
+    // The sandbox's own control endpoints stay reachable, so the outage can be ended.
+    sb.set_faults(json!({})).await;
+    let resp = sb.http.get(sb.url("/iap/health")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = sb.http.get(sb.url("/no/such/path")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }

@@ -3,6 +3,7 @@
 //! JUnit XML for CI ([`junit`]) and Prometheus text for cron and daemons ([`prometheus`]).
 
 pub mod hints;
+pub mod incident;
 pub mod json;
 pub mod junit;
 pub mod model;

@@ -75,6 +75,12 @@ pub struct StepReport {
     pub reason: Option<String>,
     pub hint: Option<String>,
     pub failures: Vec<FailureCount>,
+    /// Which service the step talks to: backend, apple, google, credential or other.
+    #[serde(skip)]
+    pub target: String,
+    /// Whether the step polls (time to entitlement and the like).
+    #[serde(skip)]
+    pub polls: bool,
     /// The raw latencies, for histogram exports (Prometheus) — not part of the JSON.
     #[serde(skip)]
     pub histogram: hdrhistogram::Histogram<u64>,
@@ -195,7 +201,23 @@ fn step_report(run: &ProbeRun, i: usize, targets: &SloTargets) -> StepReport {
             })
             .collect(),
         histogram: stats.latency.clone(),
+        target: target(info.credential.is_some(), step.map(|s| s.request.url.as_str())),
+        polls: step.is_some_and(|s| s.poll.is_some()),
     }
+}
+
+/// The service a step's URL template points at.
+fn target(credential: bool, url: Option<&str>) -> String {
+    if credential {
+        return "credential".into();
+    }
+    let url = url.unwrap_or_default().replace(' ', "");
+    for t in ["backend", "apple", "google"] {
+        if url.starts_with(&format!("{{{{{t}}}}}")) {
+            return t.into();
+        }
+    }
+    "other".into()
 }
 
 fn probe_report(run: &ProbeRun, targets: &SloTargets) -> ProbeReport {

@@ -97,7 +97,7 @@ pub fn render_part(report: &Report, part: Part) -> String {
     f.family("iap_probe_warning", "gauge", "1 if the probe passed with a warning in the last run.");
     f.family("iap_probe_iterations", "gauge", "Iterations of the probe in the last run.");
     f.family("iap_probe_iterations_failed", "gauge", "Failed iterations of the probe in the last run.");
-    f.family("iap_probe_completion_seconds", "gauge", "Whole-probe time of successful iterations (purchase completion), by quantile.");
+    f.family("iap_probe_completion_seconds", "gauge", "Whole-probe time of successful iterations (purchase completion), by percentile.");
     f.family("iap_probe_step_success", "gauge", "1 if the step passed (or warned) in the last run.");
     f.family("iap_probe_step_failures", "gauge", "Failed attempts of the step in the last run.");
     f.family("iap_probe_step_retries", "gauge", "Retries of the step in the last run.");
@@ -130,9 +130,9 @@ pub fn render_part(report: &Report, part: Part) -> String {
             (p.iterations - p.successes) as f64,
         );
         if let Some(c) = &p.completion {
-            for (q, v) in [("0.5", c.p50), ("0.95", c.p95), ("0.99", c.p99)] {
+            for (q, v) in [("50", c.p50), ("95", c.p95), ("99", c.p99)] {
                 let mut l = base.to_vec();
-                l.push(("quantile", q));
+                l.push(("percentile", q));
                 f.add("iap_probe_completion_seconds", "", labels(&l), v);
             }
         }
@@ -173,9 +173,9 @@ pub fn render_part(report: &Report, part: Part) -> String {
                 f.add("iap_probe_step_duration_seconds", "_count", labels(&l), h.len() as f64);
             }
             if let Some(lat) = &s.latency {
-                for (q, v) in [("0.5", lat.p50), ("0.95", lat.p95), ("0.99", lat.p99)] {
+                for (q, v) in [("50", lat.p50), ("95", lat.p95), ("99", lat.p99)] {
                     let mut l2 = l.clone();
-                    l2.push(("quantile", q));
+                    l2.push(("percentile", q));
                     f.add("iap_probe_step_latency_seconds", "", labels(&l2), v);
                 }
                 if s.kind == "credential" {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::config::{self, Config, ConfigError};
+use crate::history::{AlertState, History, WindowSummary};
 use crate::probe::{DEFAULT_BUILTINS, LoadError, Platform, Probe, load_dir};
 use crate::report::{self, Format, Report};
 use crate::runner::{self, Engine, RunOptions, SetupError};
@@ -144,9 +145,63 @@ pub async fn run(config_path: &Path, req: &RunRequest) -> Result<Report, AppErro
     };
     let environment = config.environment.clone();
     let targets = config.slo.clone();
+    let backend = config.backend_url.clone();
+    let history = config.history.clone();
+    let rules = config.alerts.clone();
     let engine = Engine::new(config, probes).await?;
     let outcome = runner::run(engine, &opts).await;
-    Ok(report::build(&outcome, &environment, &targets))
+    let mut report = report::model::build_with_backend(&outcome, &environment, &targets, &backend);
+    if let Some(h) = history {
+        let started_ms = outcome
+            .started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let snapshot = report.clone();
+        let evaluated = tokio::task::spawn_blocking(move || {
+            let mut store = History::open(&h.path)?;
+            store.record(&snapshot, started_ms, h.retention)?;
+            rules.evaluate(&store, crate::clock::now_ms())
+        })
+        .await;
+        match evaluated {
+            Ok(Ok(alerts)) => report.alerts = alerts,
+            // The run's own verdict stands; a broken store must not hide it.
+            Ok(Err(e)) => tracing::warn!("{e}; windowed alerts not evaluated"),
+            Err(e) => tracing::warn!("history task failed: {e}"),
+        }
+    }
+    Ok(report)
+}
+
+/// `probe history`: the window's runs, success ratios, merged percentiles and alerts.
+pub async fn history(
+    config_path: &Path,
+    window: Duration,
+    probe: Option<String>,
+) -> Result<(WindowSummary, Vec<AlertState>), AppError> {
+    let config = config::load(config_path)?;
+    let h = config
+        .history
+        .clone()
+        .ok_or_else(|| AppError::Usage("[history] enabled = false in probe.toml".into()))?;
+    if !h.path.exists() {
+        return Err(AppError::Usage(format!(
+            "no history yet at {}: run `probe run` first",
+            h.path.display()
+        )));
+    }
+    let rules = config.alerts.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = History::open(&h.path)?;
+        let now = crate::clock::now_ms();
+        let summary = store.summary(now - window.as_millis() as i64, window, probe.as_deref())?;
+        let alerts = rules.evaluate(&store, now)?;
+        Ok::<_, crate::history::HistoryError>((summary, alerts))
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))?
+    .map_err(|e| AppError::Usage(e.to_string()))
 }
 
 /// Starts the embedded sandbox, runs every shipped probe against it, stops it.

@@ -39,6 +39,35 @@ struct ConfigFile {
     slo: SloTargets,
     #[serde(default)]
     run: RunDef,
+    #[serde(default)]
+    history: HistoryDef,
+    #[serde(default)]
+    alerts: crate::history::AlertRules,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct HistoryDef {
+    enabled: bool,
+    path: PathBuf,
+    retention: Dur,
+}
+
+impl Default for HistoryDef {
+    fn default() -> Self {
+        HistoryDef {
+            enabled: true,
+            path: "probe-history.sqlite".into(),
+            retention: Dur(Duration::from_secs(7 * 86_400)),
+        }
+    }
+}
+
+/// Where runs are recorded, and for how long.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    pub path: PathBuf,
+    pub retention: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +173,9 @@ pub struct Config {
     pub deadline: Duration,
     pub concurrency: usize,
     pub max_body: usize,
+    /// `None` when `[history] enabled = false`.
+    pub history: Option<HistoryConfig>,
+    pub alerts: crate::history::AlertRules,
 }
 
 #[derive(Debug, Clone)]
@@ -387,6 +419,10 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
     if !d.out.is_empty() {
         return Err(ConfigError::Invalid(d.out));
     }
+    let history = file.history.enabled.then(|| HistoryConfig {
+        path: dir.join(&file.history.path),
+        retention: file.history.retention.0,
+    });
     Ok(Config {
         path: path.to_path_buf(),
         probes_dir: dir.join(file.probes_dir.unwrap_or_else(|| "probes".into())),
@@ -407,6 +443,8 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
         deadline: file.run.deadline.0,
         concurrency: file.run.concurrency,
         max_body: file.run.max_body,
+        history,
+        alerts: file.alerts,
     })
 }
 

@@ -21,3 +21,4 @@ pub mod sandbox;
 pub mod secret;
 pub mod shipped;
 pub mod slo;
+pub mod history;

@@ -63,6 +63,19 @@ enum Command {
         #[arg(long, short, default_value = "probe.toml")]
         config: PathBuf,
     },
+    /// Summarise the run history: runs, success ratios, merged percentiles, alerts.
+    History {
+        #[arg(long, short, default_value = "probe.toml")]
+        config: PathBuf,
+        /// How far back, e.g. 15m.
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        window: Duration,
+        /// Only this probe.
+        #[arg(long = "probe", value_name = "NAME")]
+        probe: Option<String>,
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+    },
     /// Acquire a credential and show its claims and expiry (never the secret).
     Token {
         #[arg(value_enum)]
@@ -188,6 +201,30 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
         }
         Some(Command::List { config }) => {
             print!("{}", app::list(&config)?);
+            Ok(0)
+        }
+        Some(Command::History {
+            config,
+            window,
+            probe,
+            format,
+        }) => {
+            let (summary, alerts) = app::history(&config, window, probe).await?;
+            let json = match format {
+                Some(FormatArg::Json) => true,
+                Some(FormatArg::Table) => false,
+                Some(_) => {
+                    return Err(AppError::Usage(
+                        "probe history speaks table or json".into(),
+                    ));
+                }
+                None => !std::io::stdout().is_terminal(),
+            };
+            if json {
+                print!("{}", iap_probe::history::render::json(&summary, &alerts));
+            } else {
+                print!("{}", iap_probe::history::render::table(&summary, &alerts));
+            }
             Ok(0)
         }
         Some(Command::Token { provider, config }) => {

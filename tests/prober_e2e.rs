@@ -68,7 +68,10 @@ fn assert_purchase_passed(report: &Value, name: &str, steps: &[&str]) {
         .iter()
         .map(|s| str_of(&s["name"]))
         .collect();
-    assert_eq!(got, steps, "{name}: credential steps first, then the probe's");
+    assert_eq!(
+        got, steps,
+        "{name}: credential steps first, then the probe's"
+    );
     for s in p["steps"].as_array().unwrap() {
         let what = format!("{name}/{}", s["name"]);
         assert_eq!(s["verdict"], "pass", "{what}: {s:#}");
@@ -128,7 +131,13 @@ async fn every_shipped_probe_passes_against_the_sandbox() {
     assert_purchase_passed(
         &r,
         "android-purchase",
-        &["google-token", "health", "play-purchase", "verify", "entitlement"],
+        &[
+            "google-token",
+            "health",
+            "play-purchase",
+            "verify",
+            "entitlement",
+        ],
     );
     assert_eq!(probe_of(&r, "ios-purchase")["platform"], "ios");
     assert_eq!(probe_of(&r, "android-purchase")["platform"], "android");
@@ -198,7 +207,10 @@ async fn probe_selects_by_name_and_unknown_names_are_usage_errors() {
     let sb = Sb::start().await;
     let cfg = sb.config_str();
 
-    let run = probe(&["run", "--config", &cfg, "--probe", "health", "--format", "json"]).await;
+    let run = probe(&[
+        "run", "--config", &cfg, "--probe", "health", "--format", "json",
+    ])
+    .await;
     run.expect_code(0);
     let r = run.json();
     assert_eq!(probe_names(&r), vec!["health"]);
@@ -235,10 +247,7 @@ async fn wrong_apple_key_id_fails_ios_at_the_transaction_lookup() {
     let sb = Sb::start().await;
     let kid = str_of(&sb.sb.manifest.apple["key_id"]).to_string();
     sb.edit("probe.toml", |s| {
-        s.replace(
-            &format!("key_id = \"{kid}\""),
-            "key_id = \"WRONGKEY42\"",
-        )
+        s.replace(&format!("key_id = \"{kid}\""), "key_id = \"WRONGKEY42\"")
     });
     let run = probe(&["run", "--config", &sb.config_str(), "--format", "json"]).await;
     run.expect_code(1);
@@ -268,7 +277,10 @@ async fn wrong_apple_key_id_fails_ios_at_the_transaction_lookup() {
     // The flow stopped there.
     for s in ["verify", "entitlement"] {
         let st = step_of(ios, s);
-        assert_eq!((st["skipped"].as_u64(), st["ok"].as_u64()), (Some(1), Some(0)));
+        assert_eq!(
+            (st["skipped"].as_u64(), st["ok"].as_u64()),
+            (Some(1), Some(0))
+        );
     }
     // The other platform is unaffected.
     assert_eq!(probe_of(&r, "android-purchase")["verdict"], "pass");
@@ -327,7 +339,10 @@ async fn verify_latency_over_its_slo_fails_with_the_figure() {
     assert_eq!(ios["successes"], 1, "{ios:#}");
     let verify = step_of(ios, "verify");
     assert_eq!(verify["verdict"], "fail", "{verify:#}");
-    assert_eq!((verify["ok"].as_u64(), verify["failed"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (verify["ok"].as_u64(), verify["failed"].as_u64()),
+        (Some(1), Some(0))
+    );
     let p99 = verify["latency"]["p99"].as_f64().unwrap();
     assert!(p99 >= 0.3, "injected 300 ms, measured {p99} s");
     let check = &verify["slo"][0];
@@ -369,7 +384,10 @@ async fn unreachable_google_token_uri_fails_android_at_the_credential_step() {
         reason.starts_with("google-token") && reason.contains("127.0.0.1:1"),
         "{reason}"
     );
-    assert!(str_of(&android["hint"]).contains("token_uri"), "{android:#}");
+    assert!(
+        str_of(&android["hint"]).contains("token_uri"),
+        "{android:#}"
+    );
     for s in ["health", "play-purchase", "verify", "entitlement"] {
         assert_eq!(step_of(android, s)["skipped"], 1, "{s}: {android:#}");
     }
@@ -429,7 +447,10 @@ async fn request_timeout_ends_a_hung_verify() {
     .await;
     run.expect_code(1);
     let r = run.json();
-    assert_eq!(r["deadline_hit"], false, "the request timeout ended it, not the deadline");
+    assert_eq!(
+        r["deadline_hit"], false,
+        "the request timeout ended it, not the deadline"
+    );
     for name in ["ios-purchase", "android-purchase"] {
         let p = probe_of(&r, name);
         assert_eq!(p["verdict"], "fail", "{p:#}");
@@ -490,11 +511,41 @@ async fn run_deadline_ends_a_hung_run_and_still_reports() {
         assert!(kind == "timeout" || kind == "deadline", "{v:#}");
         let reason = str_of(&p["reason"]).to_lowercase();
         assert!(
-            reason.starts_with("verify") && (reason.contains("deadline") || reason.contains("timeout")),
+            reason.starts_with("verify")
+                && (reason.contains("deadline") || reason.contains("timeout")),
             "{reason}"
         );
     }
     assert_eq!(probe_of(&r, "health")["verdict"], "pass");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: a request cut short by the run deadline is reported as kind timeout, \"timeout after 2.97 s\" (src/runner/step.rs send/budget); see report"]
+async fn a_request_cut_by_the_deadline_is_reported_as_deadline() {
+    let sb = Sb::start_with(faults(json!({
+        "route": [{"path": "/iap/verify", "hang": true}]
+    })))
+    .await;
+    let run = probe(&[
+        "run",
+        "--config",
+        &sb.config_str(),
+        "--deadline",
+        "2s",
+        "--probe",
+        "ios-purchase",
+        "--format",
+        "json",
+    ])
+    .await;
+    run.expect_code(1);
+    let r = run.json();
+    let ios = probe_of(&r, "ios-purchase");
+    let v = step_of(ios, "verify");
+    // The request timeout is 10 s: what ended this request was the 2 s run deadline.
+    assert_eq!(v["failures"][0]["kind"], "deadline", "{v:#}");
+    let reason = str_of(&ios["reason"]);
+    assert!(reason.contains("deadline"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -591,18 +642,16 @@ fn assert_no_secrets(sb: &Sb, out: &str) {
             "a line of the service-account key leaked"
         );
     }
+    // Show where it leaked, never the secret itself.
+    let context = |at: usize| out[out.floor_char_boundary(at.saturating_sub(160))..at].to_string();
     if let Some(at) = out.find("ya29.") {
-        let end = (at + 40).min(out.len());
         panic!(
-            "a Google access token leaked: {}...",
-            &out[out.floor_char_boundary(at.saturating_sub(200))..out.floor_char_boundary(end)]
+            "a Google access token leaked after: {}[ya29...]",
+            context(at)
         );
     }
     if let Some(at) = out.find("eyJ") {
-        panic!(
-            "a JWT leaked: ...{}...",
-            &out[out.floor_char_boundary(at.saturating_sub(200))..out.floor_char_boundary(at + 10)]
-        );
+        panic!("a JWT leaked after: {}[eyJ...]", context(at));
     }
 }
 

@@ -131,7 +131,10 @@ fn check_accepts_the_generated_folder_offline() {
     contains_all(&run.stdout, &["ok", "5 probes"]);
     let run = probe_sync(&["list", "--config", &o.config()]);
     run.expect_code(0);
-    contains_all(&run.stdout, &["ios-purchase", "android-purchase", "app-store-jwt"]);
+    contains_all(
+        &run.stdout,
+        &["ios-purchase", "android-purchase", "app-store-jwt"],
+    );
     o.assert_nothing_probed();
 }
 
@@ -168,7 +171,12 @@ fn config_with_a_bad_url() {
     let err = o.refused();
     contains_all(
         &err,
-        &[&o.config(), &format!("line {line}"), "backend.base_url", "not a url"],
+        &[
+            &o.config(),
+            &format!("line {line}"),
+            "backend.base_url",
+            "not a url",
+        ],
     );
 }
 
@@ -205,10 +213,7 @@ fn probe_file_with_an_unknown_key() {
     });
     let line = o.line_of("probes/health.toml", "exepct");
     let err = o.refused();
-    contains_all(
-        &err,
-        &["health.toml", &format!("line {line}"), "exepct"],
-    );
+    contains_all(&err, &["health.toml", &format!("line {line}"), "exepct"]);
 }
 
 #[test]

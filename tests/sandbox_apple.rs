@@ -320,10 +320,56 @@ async fn history_v2_lists_signed_transactions_and_filters_by_product() {
         .unwrap();
     assert_eq!(v["signedTransactions"].as_array().unwrap().len(), 0);
 
-    let resp = sb
-        .apple_get(&format!("/inApps/v2/history/{tx}?sort=SIDEWAYS"))
-        .await;
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    // productType filters by Apple's type; DESCENDING reverses the order.
+    for (ptype, want) in [
+        ("CONSUMABLE", &coins),
+        ("AUTO_RENEWABLE", &sb.ios("premium").1),
+    ] {
+        let v: Value = sb
+            .apple_get(&format!("/inApps/v2/history/{tx}?productType={ptype}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let list = v["signedTransactions"].as_array().unwrap();
+        assert_eq!(list.len(), 1, "{ptype}: {v}");
+        let p = jws::verify(list[0].as_str().unwrap(), &anchors).unwrap();
+        assert_eq!(p["productId"], want.as_str(), "{ptype}");
+    }
+    let ids = |v: &Value| -> Vec<String> {
+        v["signedTransactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                jws::verify(s.as_str().unwrap(), &anchors).unwrap()["transactionId"].to_string()
+            })
+            .collect()
+    };
+    let asc: Value = sb
+        .apple_get(&format!("/inApps/v2/history/{tx}?sort=ASCENDING"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let desc: Value = sb
+        .apple_get(&format!("/inApps/v2/history/{tx}?sort=DESCENDING"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut reversed = ids(&asc);
+    reversed.reverse();
+    assert_eq!(ids(&desc), reversed);
+
+    for (query, code) in [("sort=SIDEWAYS", 4000021), ("productType=GADGET", 4000022)] {
+        let resp = sb
+            .apple_get(&format!("/inApps/v2/history/{tx}?{query}"))
+            .await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{query}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["errorCode"], code, "{query}: {v}");
+    }
 }
 
 #[tokio::test]
@@ -429,7 +475,7 @@ async fn test_notification_is_delivered_to_the_backend() {
 #[tokio::test]
 async fn backend_refuses_a_forged_notification() {
     let sb = start().await;
-    // Signed by a key whose chain is the sandbox's? No: a bare ES256 JWS without x5c.
+    // A bare ES256 JWS with no x5c chain: not Apple's signed data.
     let forged = es256_jwt(
         &sb.p8_pem(),
         None,

@@ -162,6 +162,25 @@ async fn hang_never_answers_and_shutdown_releases_it() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
 
+    // Verification leaves the backend's own pooled connections to the listener open.
+    let (tx, product) = {
+        let list = sb.manifest.fixtures["ios"].as_array().unwrap();
+        (
+            list[0]["transaction_id"].as_str().unwrap().to_string(),
+            list[0]["product_id"].as_str().unwrap().to_string(),
+        )
+    };
+    let resp = http
+        .post(format!("{}/iap/verify", sb.base_url))
+        .json(
+            &json!({"platform": "ios", "userId": "u", "productId": product,
+                      "transactionId": tx}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
     // Requests in flight at shutdown: a hang and a one-hour latency.
     let mut hung = tokio::spawn(client().get(&health).send());
     let mut slow = tokio::spawn(client().get(&stats).send());
@@ -184,6 +203,13 @@ async fn hang_never_answers_and_shutdown_releases_it() {
             .expect("answered");
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
+    // Stopped means stopped: nothing answers any more.
+    let err = client()
+        .get(&health)
+        .send()
+        .await
+        .expect_err("listener closed");
+    assert!(err.is_connect(), "{err}");
     drop(dir);
 }
 
@@ -474,7 +500,11 @@ async fn complete_outage_answers_every_request() {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{method} {path}");
+        assert_eq!(
+            resp.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {path}"
+        );
         let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
         assert!(ctype.starts_with("text/html"), "{method} {path}: {ctype}");
     }

@@ -105,6 +105,10 @@ pub struct StepDef {
     /// (JWS with an x5c chain) that must verify.
     #[serde(default)]
     pub verify_jws: Option<Spanned<String>>,
+    /// Numeric captures of this step to record as figures (history, metrics), e.g.
+    /// `record = ["cache_hit_ratio"]`.
+    #[serde(default)]
+    pub record: Vec<Spanned<String>>,
 }
 
 /// `retry = { attempts = N }` (reserved: parsed and validated, policy is the runner's).

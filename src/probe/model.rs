@@ -55,6 +55,8 @@ pub struct Step {
     pub slo: Slo,
     /// Variable holding Apple signed data (JWS + x5c) that must verify after this step.
     pub verify_jws: Option<String>,
+    /// Captures of this step recorded as numeric figures.
+    pub record: Vec<String>,
     /// Every variable the step's templates reference (sorted, deduplicated).
     pub variables: Vec<String>,
     /// 1-based line of the step in its file, for messages.

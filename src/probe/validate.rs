@@ -161,6 +161,15 @@ fn step(ctx: &mut Ctx<'_, '_>, s: &Spanned<StepDef>, key: &str, line: usize) -> 
         ctx.captured.insert("jws.*".to_string());
         name.clone()
     });
+    let mut record = Vec::new();
+    for r in &def.record {
+        let name = r.get_ref();
+        if !def.capture.keys().any(|c| c.get_ref() == name) {
+            let msg = format!("`{name}` is not captured by this step: add it to `capture`");
+            ctx.err(&r.span(), &format!("{key}.record"), msg);
+        }
+        record.push(name.clone());
+    }
     Step {
         name: def.name.get_ref().clone(),
         auth: def.auth,
@@ -172,6 +181,7 @@ fn step(ctx: &mut Ctx<'_, '_>, s: &Spanned<StepDef>, key: &str, line: usize) -> 
         poll,
         slo,
         verify_jws,
+        record,
         variables: ctx.used.iter().cloned().collect(),
         line,
     }

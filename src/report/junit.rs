@@ -56,6 +56,11 @@ pub fn render(report: &Report) -> String {
     out.set_time(secs(report.duration_seconds));
     for p in &report.probes {
         let mut suite = TestSuite::new(p.name.clone());
+        if let Some(i) = &report.incident {
+            suite.add_property(Property::new("incident.type", i.kind));
+            suite.add_property(Property::new("incident.severity", i.severity));
+            suite.add_property(Property::new("incident.checks", i.checks.join(" | ")));
+        }
         suite.add_property(Property::new("platform", p.platform.clone()));
         suite.add_property(Property::new("environment", report.environment.clone()));
         suite.add_property(Property::new("verdict", p.verdict.as_str()));

@@ -29,6 +29,12 @@ pub struct Report {
     pub deadline_seconds: f64,
     pub deadline_hit: bool,
     pub summary: Summary,
+    /// The runbook incident this run looks like, when something failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<super::incident::Incident>,
+    /// The runbook's windowed alert rules, evaluated over the run history.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<crate::history::AlertState>,
     pub probes: Vec<ProbeReport>,
 }
 
@@ -55,6 +61,12 @@ pub struct ProbeReport {
     /// Whole-iteration time of successful iterations.
     pub completion: Option<Latency>,
     pub slo: Vec<SloCheck>,
+    /// Recorded figures (`record = [...]` in the probe file), e.g. the cache hit ratio.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub values: std::collections::BTreeMap<String, crate::slo::stats::ValueStats>,
+    /// Tagged `purchase`: judged against the purchase success and completion targets.
+    #[serde(skip)]
+    pub purchase: bool,
     pub steps: Vec<StepReport>,
 }
 
@@ -278,12 +290,26 @@ fn probe_report(run: &ProbeRun, targets: &SloTargets) -> ProbeReport {
         success_ratio: total.success_ratio(),
         completion: latency(total),
         slo: checks,
+        values: run.stats.values.clone(),
+        purchase,
         steps,
     }
 }
 
 fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Judges a run and classifies its incident (`backend` is the base URL, for the checks).
+pub fn build_with_backend(
+    outcome: &RunOutcome,
+    environment: &str,
+    targets: &SloTargets,
+    backend: &str,
+) -> Report {
+    let mut r = build(outcome, environment, targets);
+    r.incident = super::incident::classify(&r, backend);
+    r
 }
 
 /// Judges a run.
@@ -311,6 +337,8 @@ pub fn build(outcome: &RunOutcome, environment: &str, targets: &SloTargets) -> R
             warned: count(Verdict::Warn),
             failed: count(Verdict::Fail),
         },
+        incident: None,
+        alerts: Vec::new(),
         probes,
     }
 }

@@ -105,6 +105,9 @@ pub fn render_part(report: &Report, part: Part) -> String {
     f.family("iap_probe_step_latency_seconds", "gauge", "Step latency percentiles from the HDR histogram.");
     f.family("iap_probe_slo_breach", "gauge", "1 if the figure breached its SLO target in the last run.");
     f.family("iap_probe_token_seconds", "gauge", "Time to acquire a credential (App Store JWT, Google token), median of the last run.");
+    f.family("iap_probe_value", "gauge", "Figures recorded by probes (record = [...]), e.g. the cache hit ratio; last value of the run.");
+    f.family("iap_probe_alert_firing", "gauge", "1 if the runbook alert rule fires over the run history.");
+    f.family("iap_probe_incident", "gauge", "1 for the runbook incident type and severity the last run was classified as.");
     f.family("iap_probe_run_duration_seconds", "gauge", "Wall time of the last run.");
     f.family("iap_probe_last_run_timestamp_seconds", "gauge", "UNIX time the last run started.");
 
@@ -135,6 +138,11 @@ pub fn render_part(report: &Report, part: Part) -> String {
                 l.push(("percentile", q));
                 f.add("iap_probe_completion_seconds", "", labels(&l), v);
             }
+        }
+        for (name, v) in &p.values {
+            let mut l = base.to_vec();
+            l.push(("name", name.as_str()));
+            f.add("iap_probe_value", "", labels(&l), v.last);
         }
         for c in &p.slo {
             let mut l = base.to_vec();
@@ -192,6 +200,22 @@ pub fn render_part(report: &Report, part: Part) -> String {
     }
     if matches!(part, Part::Probe(_)) {
         return f.render();
+    }
+    for a in &report.alerts {
+        f.add(
+            "iap_probe_alert_firing",
+            "",
+            labels(&[("environment", env), ("rule", a.rule), ("severity", a.severity)]),
+            a.firing as u8 as f64,
+        );
+    }
+    if let Some(i) = &report.incident {
+        f.add(
+            "iap_probe_incident",
+            "",
+            labels(&[("environment", env), ("type", i.kind), ("severity", i.severity)]),
+            1.0,
+        );
     }
     f.add("iap_probe_run_duration_seconds", "", labels(&[("environment", env)]), report.duration_seconds);
     let started = humantime::parse_rfc3339(&report.started_at)

@@ -140,6 +140,20 @@ pub fn render(report: &Report, color: bool) -> String {
         out.push('\n');
         probe_block(&mut out, p, color);
     }
+    if let Some(i) = &report.incident {
+        let _ = writeln!(out, "\nINCIDENT  {} {}: {}", i.severity, i.kind, i.summary);
+        let _ = writeln!(out, "  check first:");
+        for (n, c) in i.checks.iter().enumerate() {
+            let _ = writeln!(out, "    {}. {c}", n + 1);
+        }
+    }
+    let firing: Vec<_> = report.alerts.iter().filter(|a| a.firing).collect();
+    if !firing.is_empty() {
+        let _ = writeln!(out, "\nALERTS firing (runbook thresholds over the run history):");
+        for a in firing {
+            let _ = writeln!(out, "  {:<8} {}: {}", a.severity, a.rule, a.message);
+        }
+    }
     if report.deadline_hit {
         let _ = writeln!(
             out,

@@ -173,6 +173,9 @@ async fn iterate(
             (None, None) => continue,
         };
         record(stats, i, &r);
+        for (name, v) in &r.values {
+            stats.record_value(name, *v);
+        }
         if let Some((kind, reason)) = r.failure {
             failure = Some(FirstFailure {
                 step: i,

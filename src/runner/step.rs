@@ -16,6 +16,8 @@ pub struct StepResult {
     pub failure: Option<(FailureKind, String)>,
     pub status: Option<u16>,
     pub retries: u32,
+    /// Recorded numeric captures (`record = [...]`).
+    pub values: Vec<(String, f64)>,
 }
 
 impl StepResult {
@@ -25,6 +27,7 @@ impl StepResult {
             failure: Some((kind, reason.into())),
             status: None,
             retries: 0,
+            values: Vec::new(),
         }
     }
 
@@ -69,6 +72,7 @@ pub async fn credential(engine: &Engine, auth: Auth, deadline: Instant) -> StepR
             failure: None,
             status: None,
             retries: 0,
+            values: Vec::new(),
         },
         Err(reason) => StepResult::fail(FailureKind::Credential, reason, Some(took)),
     }
@@ -280,6 +284,7 @@ pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instan
         failure: None,
         status: Some(ex.status),
         retries: if step.poll.is_some() { 0 } else { retries },
+        values: Vec::new(),
     };
     if let Some(msg) = judge(&step.expect, &ex, vars) {
         result.failure = Some((FailureKind::Assertion, msg));
@@ -288,6 +293,18 @@ pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instan
     if let Err(e) = crate::probe::capture(&step.capture, ex.json.as_ref(), vars) {
         result.failure = Some((FailureKind::Capture, e.to_string()));
         return result;
+    }
+    for name in &step.record {
+        match vars.get(name).map(str::parse::<f64>) {
+            Some(Ok(v)) if v.is_finite() => result.values.push((name.clone(), v)),
+            _ => {
+                result.failure = Some((
+                    FailureKind::Capture,
+                    format!("record `{name}`: captured value is not a number"),
+                ));
+                return result;
+            }
+        }
     }
     if let Some(var) = &step.verify_jws
         && let Err(reason) = super::signed::verify_into(engine, var, vars)

@@ -133,12 +133,45 @@ impl StepStats {
     }
 }
 
+/// A recorded numeric figure (e.g. the cache hit ratio) over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ValueStats {
+    pub count: u64,
+    pub last: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl ValueStats {
+    pub fn new(v: f64) -> Self {
+        ValueStats {
+            count: 1,
+            last: v,
+            min: v,
+            max: v,
+            mean: v,
+        }
+    }
+
+    pub fn add(&mut self, other: &ValueStats) {
+        let n = self.count + other.count;
+        self.mean = (self.mean * self.count as f64 + other.mean * other.count as f64) / n as f64;
+        self.count = n;
+        self.last = other.last;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+}
+
 /// Figures for one probe: its steps (credential steps first) and whole iterations.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeStats {
     pub steps: Vec<StepStats>,
     /// Whole-iteration durations (purchase completion time).
     pub total: StepStats,
+    /// Recorded figures by name.
+    pub values: BTreeMap<String, ValueStats>,
 }
 
 impl ProbeStats {
@@ -146,6 +179,17 @@ impl ProbeStats {
         ProbeStats {
             steps: vec![StepStats::default(); steps],
             total: StepStats::default(),
+            values: BTreeMap::new(),
+        }
+    }
+
+    pub fn record_value(&mut self, name: &str, v: f64) {
+        let s = ValueStats::new(v);
+        match self.values.get_mut(name) {
+            Some(e) => e.add(&s),
+            None => {
+                self.values.insert(name.to_string(), s);
+            }
         }
     }
 
@@ -154,6 +198,14 @@ impl ProbeStats {
             a.merge(b);
         }
         self.total.merge(&other.total);
+        for (k, v) in &other.values {
+            match self.values.get_mut(k) {
+                Some(e) => e.add(v),
+                None => {
+                    self.values.insert(k.clone(), *v);
+                }
+            }
+        }
     }
 }
 

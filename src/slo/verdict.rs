@@ -49,6 +49,8 @@ pub fn fmt_duration(d: Duration) -> String {
         } else {
             format!("{ms:.0} ms")
         }
+    } else if s >= 120.0 && s.fract() == 0.0 && (s as u64) % 60 == 0 {
+        format!("{} min", s as u64 / 60)
     } else {
         let t = format!("{s:.2}");
         let t = t.trim_end_matches('0').trim_end_matches('.');

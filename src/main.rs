@@ -63,6 +63,22 @@ enum Command {
         #[arg(long, short, default_value = "probe.toml")]
         config: PathBuf,
     },
+    /// Run the probes on a schedule and serve /metrics, /healthz and /results/latest.
+    Daemon {
+        #[arg(long, short, default_value = "probe.toml")]
+        config: PathBuf,
+        /// Time between run starts, e.g. 60s.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        interval: Duration,
+        /// Random extra delay, as a share of the interval, e.g. 10%.
+        #[arg(long, default_value = "0%", value_parser = parse_percent)]
+        jitter: f64,
+        /// Address for /metrics, /healthz and /results/latest.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: String,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Summarise the run history: runs, success ratios, merged percentiles, alerts.
     History {
         #[arg(long, short, default_value = "probe.toml")]
@@ -149,6 +165,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 120s or 2m)"))
 }
 
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?}: write a percentage such as 10%"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("{s:?}: between 0% and 100%"));
+    }
+    Ok(v / 100.0)
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -203,6 +230,40 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
             print!("{}", app::list(&config)?);
             Ok(0)
         }
+        Some(Command::Daemon {
+            config,
+            interval,
+            jitter,
+            listen,
+            out,
+        }) => {
+            if interval.is_zero() {
+                return Err(AppError::Usage("--interval must be above zero".into()));
+            }
+            // Fail fast on a bad config: a daemon that starts broken pages nobody.
+            app::load(&config)?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| AppError::Usage(format!("cannot listen on {listen}: {e}")))?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            eprintln!(
+                "probe daemon: every {} on http://{addr} (/metrics, /healthz, /results/latest)",
+                humantime::format_duration(interval)
+            );
+            let opts = iap_probe::daemon::DaemonOptions {
+                config,
+                interval,
+                jitter,
+                request: request(&out),
+            };
+            iap_probe::daemon::serve(listener, opts, wait_for_signal())
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            eprintln!("probe daemon: stopped");
+            Ok(0)
+        }
         Some(Command::History {
             config,
             window,
@@ -214,9 +275,7 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
                 Some(FormatArg::Json) => true,
                 Some(FormatArg::Table) => false,
                 Some(_) => {
-                    return Err(AppError::Usage(
-                        "probe history speaks table or json".into(),
-                    ));
+                    return Err(AppError::Usage("probe history speaks table or json".into()));
                 }
                 None => !std::io::stdout().is_terminal(),
             };

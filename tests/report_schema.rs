@@ -318,6 +318,22 @@ fn reports_that_break_the_schema_are_rejected() {
         ("an SLO verdict \"ok\"", |r| {
             r["probes"][0]["steps"][1]["slo"][0]["verdict"] = json!("ok")
         }),
+        ("an incident of severity P5", |r| {
+            r["incident"] = json!({
+                "type": "Purchase Flow Failure", "severity": "P5", "summary": "x", "checks": []
+            })
+        }),
+        ("an alert of an unknown rule", |r| {
+            r["alerts"] = json!([{
+                "rule": "made_up", "severity": "warning", "firing": false, "value": null,
+                "threshold": 0.5, "window_seconds": 60, "samples": 0, "message": "x"
+            }])
+        }),
+        ("a recorded value with a bad name", |r| {
+            r["probes"][0]["values"] = json!({
+                "cache hit": { "count": 1, "last": 0.9, "min": 0.9, "max": 0.9, "mean": 0.9 }
+            })
+        }),
     ];
     for (what, mutate) in mutations {
         let mut r = base.clone();
@@ -325,6 +341,20 @@ fn reports_that_break_the_schema_are_rejected() {
         assert_ne!(r, base, "mutation {what} changed nothing");
         assert_invalid(what, &r);
     }
+
+    // The optional parts, well formed, are accepted.
+    let mut r = base.clone();
+    r["incident"] = json!({
+        "type": "Entitlement Sync Issue", "severity": "P1", "summary": "x", "checks": ["y"]
+    });
+    r["alerts"] = json!([{
+        "rule": "cache_hit_ratio_warning", "severity": "warning", "firing": true, "value": 0.7,
+        "threshold": 0.8, "window_seconds": 1800, "samples": 12, "message": "x"
+    }]);
+    r["probes"][0]["values"] = json!({
+        "cache_hit_ratio": { "count": 2, "last": 0.9, "min": 0.85, "max": 0.9, "mean": 0.875 }
+    });
+    assert_valid("a report with an incident, alerts and recorded values", &r);
 
     // Failure entries, from the hand-built sampling report (verify is step 3).
     assert_valid("the sampling report", &failing);

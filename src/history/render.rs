@@ -72,7 +72,11 @@ pub fn table(summary: &WindowSummary, alerts: &[AlertState]) -> String {
     let _ = writeln!(out, "\nalert rules (runbook thresholds):");
     for a in alerts {
         let state = if a.firing { "FIRING" } else { "ok" };
-        let _ = writeln!(out, "  {state:<6} {:<8} {:<26} {}", a.severity, a.rule, a.message);
+        let _ = writeln!(
+            out,
+            "  {state:<6} {:<8} {:<26} {}",
+            a.severity, a.rule, a.message
+        );
     }
     out
 }

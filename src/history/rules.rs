@@ -87,8 +87,18 @@ impl AlertRules {
         let mut out = Vec::new();
 
         for (rule, severity, below, window) in [
-            ("purchase_success_critical", "critical", self.purchase_critical_below, &self.purchase_critical_window),
-            ("purchase_success_warning", "warning", self.purchase_warning_below, &self.purchase_warning_window),
+            (
+                "purchase_success_critical",
+                "critical",
+                self.purchase_critical_below,
+                &self.purchase_critical_window,
+            ),
+            (
+                "purchase_success_warning",
+                "warning",
+                self.purchase_warning_below,
+                &self.purchase_warning_window,
+            ),
         ] {
             let (ok, n) = h.purchase_counts(since(window))?;
             let value = (n > 0).then(|| ok as f64 / n as f64);
@@ -109,14 +119,27 @@ impl AlertRules {
                         if firing { "<" } else { ">=" },
                         pct(below)
                     ),
-                    None => format!("no purchase probe runs in the last {}", fmt_duration(window.0)),
+                    None => format!(
+                        "no purchase probe runs in the last {}",
+                        fmt_duration(window.0)
+                    ),
                 },
             });
         }
 
         for (rule, severity, above, window) in [
-            ("verify_latency_critical", "critical", &self.verify_critical_above, &self.verify_critical_window),
-            ("verify_latency_warning", "warning", &self.verify_warning_above, &self.verify_warning_window),
+            (
+                "verify_latency_critical",
+                "critical",
+                &self.verify_critical_above,
+                &self.verify_critical_window,
+            ),
+            (
+                "verify_latency_warning",
+                "warning",
+                &self.verify_warning_above,
+                &self.verify_warning_window,
+            ),
         ] {
             let merged = h.merged_step(&self.verify_step, None, since(window))?;
             let value = (!merged.is_empty())
@@ -141,7 +164,11 @@ impl AlertRules {
                         if firing { ">" } else { "<=" },
                         fmt_duration(above.0)
                     ),
-                    None => format!("no {} samples in the last {}", self.verify_step, fmt_duration(window.0)),
+                    None => format!(
+                        "no {} samples in the last {}",
+                        self.verify_step,
+                        fmt_duration(window.0)
+                    ),
                 },
             });
         }
@@ -165,7 +192,11 @@ impl AlertRules {
                     if firing { "<" } else { ">=" },
                     pct(self.cache_warning_below)
                 ),
-                None => format!("no {} recorded in the last {}", self.cache_value, fmt_duration(w.0)),
+                None => format!(
+                    "no {} recorded in the last {}",
+                    self.cache_value,
+                    fmt_duration(w.0)
+                ),
             },
         });
 
@@ -195,9 +226,7 @@ impl AlertRules {
         });
 
         let latest = h.latest_incident()?;
-        let outage = latest
-            .as_ref()
-            .is_some_and(|(_, sev)| sev == "P0");
+        let outage = latest.as_ref().is_some_and(|(_, sev)| sev == "P0");
         out.push(AlertState {
             rule: "complete_outage",
             severity: "critical",

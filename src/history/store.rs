@@ -122,8 +122,10 @@ impl History {
         }
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(History {
             conn,
@@ -139,7 +141,12 @@ impl History {
     }
 
     /// Records a run and prunes rows older than `retention`, in one transaction.
-    pub fn record(&mut self, report: &Report, started_ms: i64, retention: Duration) -> Result<(), HistoryError> {
+    pub fn record(
+        &mut self,
+        report: &Report,
+        started_ms: i64,
+        retention: Duration,
+    ) -> Result<(), HistoryError> {
         let path = self.path.clone();
         let err = |e: rusqlite::Error| HistoryError {
             path: path.clone(),
@@ -208,7 +215,9 @@ impl History {
         let cutoff = started_ms - retention.as_millis() as i64;
         for table in ["probe_runs", "step_runs", "recorded_values"] {
             tx.execute(
-                &format!("DELETE FROM {table} WHERE run IN (SELECT id FROM runs WHERE started_ms < ?1)"),
+                &format!(
+                    "DELETE FROM {table} WHERE run IN (SELECT id FROM runs WHERE started_ms < ?1)"
+                ),
                 params![cutoff],
             )
             .map_err(err)?;
@@ -244,7 +253,12 @@ impl History {
     }
 
     /// The merged histogram of every step named `step` (any probe) since `since_ms`.
-    pub fn merged_step(&self, step: &str, probe: Option<&str>, since_ms: i64) -> Result<Histogram<u64>, HistoryError> {
+    pub fn merged_step(
+        &self,
+        step: &str,
+        probe: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Histogram<u64>, HistoryError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -253,7 +267,9 @@ impl History {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![step, probe, since_ms], |row| row.get::<_, Option<Vec<u8>>>(0))
+            .query_map(params![step, probe, since_ms], |row| {
+                row.get::<_, Option<Vec<u8>>>(0)
+            })
             .map_err(|e| self.err(e))?;
         let mut merged = new_histogram();
         for r in rows {
@@ -265,7 +281,11 @@ impl History {
     }
 
     /// Mean of a recorded value since `since_ms`, with the number of samples.
-    pub fn value_mean(&self, name: &str, since_ms: i64) -> Result<(Option<f64>, u64), HistoryError> {
+    pub fn value_mean(
+        &self,
+        name: &str,
+        since_ms: i64,
+    ) -> Result<(Option<f64>, u64), HistoryError> {
         self.conn
             .query_row(
                 "SELECT AVG(v.value), COUNT(*) FROM recorded_values v JOIN runs r ON r.id = v.run
@@ -290,10 +310,19 @@ impl History {
     }
 
     /// `probe history`: runs, success ratios and merged percentiles over a window.
-    pub fn summary(&self, since_ms: i64, window: Duration, probe: Option<&str>) -> Result<WindowSummary, HistoryError> {
+    pub fn summary(
+        &self,
+        since_ms: i64,
+        window: Duration,
+        probe: Option<&str>,
+    ) -> Result<WindowSummary, HistoryError> {
         let runs: i64 = self
             .conn
-            .query_row("SELECT COUNT(*) FROM runs WHERE started_ms >= ?1", params![since_ms], |r| r.get(0))
+            .query_row(
+                "SELECT COUNT(*) FROM runs WHERE started_ms >= ?1",
+                params![since_ms],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))?;
         let mut stmt = self
             .conn
@@ -321,7 +350,9 @@ impl History {
                 )
                 .map_err(|e| self.err(e))?;
             let steps: Vec<(String, i64, i64)> = stmt
-                .query_map(params![name, since_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_map(params![name, since_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
                 .map_err(|e| self.err(e))?
                 .collect::<Result<_, _>>()
                 .map_err(|e| self.err(e))?;

@@ -84,12 +84,19 @@ pub fn classify(report: &Report, backend: &str) -> Option<Incident> {
         .filter(|(_, s)| s.target == "backend" && s.attempts > 0)
         .collect();
     let unreachable = |s: &StepReport| {
-        failed_kind(s, &[FailureKind::Network, FailureKind::Timeout, FailureKind::Deadline])
-            || (failed(s) && s.last_status.is_some_and(|c| c >= 500))
+        failed_kind(
+            s,
+            &[
+                FailureKind::Network,
+                FailureKind::Timeout,
+                FailureKind::Deadline,
+            ],
+        ) || (failed(s) && s.last_status.is_some_and(|c| c >= 500))
     };
     // Every probe that reached the backend found it down: a complete outage.
     if !backend_steps.is_empty() {
-        let probes_hitting: Vec<&str> = backend_steps.iter().map(|(p, _)| p.name.as_str()).collect();
+        let probes_hitting: Vec<&str> =
+            backend_steps.iter().map(|(p, _)| p.name.as_str()).collect();
         let all_down = probes_hitting.iter().all(|name| {
             backend_steps
                 .iter()
@@ -107,7 +114,11 @@ pub fn classify(report: &Report, backend: &str) -> Option<Incident> {
     }
     let platforms_failing_verify: Vec<&str> = failing
         .iter()
-        .filter(|p| p.steps.iter().any(|s| failed(s) && s.target == "backend" && s.name.contains("verify")))
+        .filter(|p| {
+            p.steps
+                .iter()
+                .any(|s| failed(s) && s.target == "backend" && s.name.contains("verify"))
+        })
         .map(|p| p.platform.as_str())
         .collect();
     let purchase_platforms: Vec<&str> = report
@@ -146,16 +157,26 @@ pub fn classify(report: &Report, backend: &str) -> Option<Incident> {
             .iter()
             .find(|s| failed(s) && matches!(s.target.as_str(), "apple" | "google"))
         {
-            let who = if s.target == "apple" { "Apple's App Store Server API" } else { "Google Play Developer API" };
+            let who = if s.target == "apple" {
+                "Apple's App Store Server API"
+            } else {
+                "Google Play Developer API"
+            };
             return Some(make(
                 SERVER_VERIFICATION,
                 "P1",
-                format!("platform-specific ({}): {who} step {} failed while the backend is healthy; check the platform's status", p.platform, s.name),
+                format!(
+                    "platform-specific ({}): {who} step {} failed while the backend is healthy; check the platform's status",
+                    p.platform, s.name
+                ),
                 backend,
             ));
         }
     }
-    if let Some(p) = failing.iter().find(|p| !platforms_failing_verify.is_empty() && platforms_failing_verify.contains(&p.platform.as_str())) {
+    if let Some(p) = failing.iter().find(|p| {
+        !platforms_failing_verify.is_empty()
+            && platforms_failing_verify.contains(&p.platform.as_str())
+    }) {
         return Some(make(
             PURCHASE_FLOW,
             "P1",
@@ -168,28 +189,50 @@ pub fn classify(report: &Report, backend: &str) -> Option<Incident> {
             return Some(make(
                 ENTITLEMENT_SYNC,
                 "P1",
-                format!("entitlement sync: {} — entitlements do not appear in time", p.name),
+                format!(
+                    "entitlement sync: {} — entitlements do not appear in time",
+                    p.name
+                ),
                 backend,
             ));
         }
     }
     for p in &failing {
-        if let Some(s) = p.steps.iter().find(|s| failed(s) && s.name.contains("cache")) {
+        if let Some(s) = p
+            .steps
+            .iter()
+            .find(|s| failed(s) && s.name.contains("cache"))
+        {
             return Some(make(
                 ENTITLEMENT_SYNC,
                 "P2",
-                format!("cache problem: {} {} — {}", p.name, s.name, s.reason.clone().unwrap_or_default()),
+                format!(
+                    "cache problem: {} {} — {}",
+                    p.name,
+                    s.name,
+                    s.reason.clone().unwrap_or_default()
+                ),
                 backend,
             ));
         }
     }
     for p in &failing {
-        if let Some(s) = p.steps.iter().find(|s| s.slo.iter().any(|c| c.verdict == Verdict::Fail)) {
-            let critical = s.slo.iter().any(|c| c.verdict == Verdict::Fail && c.figure == "max");
+        if let Some(s) = p
+            .steps
+            .iter()
+            .find(|s| s.slo.iter().any(|c| c.verdict == Verdict::Fail))
+        {
+            let critical = s
+                .slo
+                .iter()
+                .any(|c| c.verdict == Verdict::Fail && c.figure == "max");
             return Some(make(
                 SERVER_VERIFICATION,
                 if critical { "P1" } else { "P2" },
-                format!("performance degradation: {}", s.reason.clone().unwrap_or_else(|| s.name.clone())),
+                format!(
+                    "performance degradation: {}",
+                    s.reason.clone().unwrap_or_else(|| s.name.clone())
+                ),
                 backend,
             ));
         }
@@ -198,7 +241,11 @@ pub fn classify(report: &Report, backend: &str) -> Option<Incident> {
     Some(make(
         PURCHASE_FLOW,
         "P2",
-        format!("{}: {}", p.name, p.reason.clone().unwrap_or_else(|| "failed".into())),
+        format!(
+            "{}: {}",
+            p.name,
+            p.reason.clone().unwrap_or_else(|| "failed".into())
+        ),
         backend,
     ))
 }

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Property, Report as JReport, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{
+    NonSuccessKind, Property, Report as JReport, TestCase, TestCaseStatus, TestSuite,
+};
 
 use super::model::{ProbeReport, Report, StepReport};
 use crate::slo::Verdict;
@@ -43,10 +45,10 @@ fn case(p: &ProbeReport, s: &StepReport) -> TestCase {
     if let Some(l) = &s.latency {
         tc.set_time(secs(l.p50));
     }
-    if s.verdict == Verdict::Warn {
-        if let Some(r) = &s.reason {
-            tc.set_system_out(format!("warning: {r}"));
-        }
+    if s.verdict == Verdict::Warn
+        && let Some(r) = &s.reason
+    {
+        tc.set_system_out(format!("warning: {r}"));
     }
     tc
 }

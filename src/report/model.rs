@@ -213,7 +213,10 @@ fn step_report(run: &ProbeRun, i: usize, targets: &SloTargets) -> StepReport {
             })
             .collect(),
         histogram: stats.latency.clone(),
-        target: target(info.credential.is_some(), step.map(|s| s.request.url.as_str())),
+        target: target(
+            info.credential.is_some(),
+            step.map(|s| s.request.url.as_str()),
+        ),
         polls: step.is_some_and(|s| s.poll.is_some()),
     }
 }

@@ -14,7 +14,9 @@ const BUCKETS: &[f64] = &[
 ];
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn labels(pairs: &[(&str, &str)]) -> String {
@@ -27,7 +29,11 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 
 fn num(v: f64) -> String {
     if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else if v.is_nan() {
         "NaN".into()
     } else {
@@ -93,23 +99,87 @@ pub fn render(report: &Report) -> String {
 
 pub fn render_part(report: &Report, part: Part) -> String {
     let mut f = Families::default();
-    f.family("iap_probe_success", "gauge", "1 if the probe passed (or warned) in the last run, 0 if it failed.");
-    f.family("iap_probe_warning", "gauge", "1 if the probe passed with a warning in the last run.");
-    f.family("iap_probe_iterations", "gauge", "Iterations of the probe in the last run.");
-    f.family("iap_probe_iterations_failed", "gauge", "Failed iterations of the probe in the last run.");
-    f.family("iap_probe_completion_seconds", "gauge", "Whole-probe time of successful iterations (purchase completion), by percentile.");
-    f.family("iap_probe_step_success", "gauge", "1 if the step passed (or warned) in the last run.");
-    f.family("iap_probe_step_failures", "gauge", "Failed attempts of the step in the last run.");
-    f.family("iap_probe_step_retries", "gauge", "Retries of the step in the last run.");
-    f.family("iap_probe_step_duration_seconds", "histogram", "Step latency; buckets include the step's SLO bounds.");
-    f.family("iap_probe_step_latency_seconds", "gauge", "Step latency percentiles from the HDR histogram.");
-    f.family("iap_probe_slo_breach", "gauge", "1 if the figure breached its SLO target in the last run.");
-    f.family("iap_probe_token_seconds", "gauge", "Time to acquire a credential (App Store JWT, Google token), median of the last run.");
+    f.family(
+        "iap_probe_success",
+        "gauge",
+        "1 if the probe passed (or warned) in the last run, 0 if it failed.",
+    );
+    f.family(
+        "iap_probe_warning",
+        "gauge",
+        "1 if the probe passed with a warning in the last run.",
+    );
+    f.family(
+        "iap_probe_iterations",
+        "gauge",
+        "Iterations of the probe in the last run.",
+    );
+    f.family(
+        "iap_probe_iterations_failed",
+        "gauge",
+        "Failed iterations of the probe in the last run.",
+    );
+    f.family(
+        "iap_probe_completion_seconds",
+        "gauge",
+        "Whole-probe time of successful iterations (purchase completion), by percentile.",
+    );
+    f.family(
+        "iap_probe_step_success",
+        "gauge",
+        "1 if the step passed (or warned) in the last run.",
+    );
+    f.family(
+        "iap_probe_step_failures",
+        "gauge",
+        "Failed attempts of the step in the last run.",
+    );
+    f.family(
+        "iap_probe_step_retries",
+        "gauge",
+        "Retries of the step in the last run.",
+    );
+    f.family(
+        "iap_probe_step_duration_seconds",
+        "histogram",
+        "Step latency; buckets include the step's SLO bounds.",
+    );
+    f.family(
+        "iap_probe_step_latency_seconds",
+        "gauge",
+        "Step latency percentiles from the HDR histogram.",
+    );
+    f.family(
+        "iap_probe_slo_breach",
+        "gauge",
+        "1 if the figure breached its SLO target in the last run.",
+    );
+    f.family(
+        "iap_probe_token_seconds",
+        "gauge",
+        "Time to acquire a credential (App Store JWT, Google token), median of the last run.",
+    );
     f.family("iap_probe_value", "gauge", "Figures recorded by probes (record = [...]), e.g. the cache hit ratio; last value of the run.");
-    f.family("iap_probe_alert_firing", "gauge", "1 if the runbook alert rule fires over the run history.");
-    f.family("iap_probe_incident", "gauge", "1 for the runbook incident type and severity the last run was classified as.");
-    f.family("iap_probe_run_duration_seconds", "gauge", "Wall time of the last run.");
-    f.family("iap_probe_last_run_timestamp_seconds", "gauge", "UNIX time the last run started.");
+    f.family(
+        "iap_probe_alert_firing",
+        "gauge",
+        "1 if the runbook alert rule fires over the run history.",
+    );
+    f.family(
+        "iap_probe_incident",
+        "gauge",
+        "1 for the runbook incident type and severity the last run was classified as.",
+    );
+    f.family(
+        "iap_probe_run_duration_seconds",
+        "gauge",
+        "Wall time of the last run.",
+    );
+    f.family(
+        "iap_probe_last_run_timestamp_seconds",
+        "gauge",
+        "UNIX time the last run started.",
+    );
 
     let env = report.environment.as_str();
     for (i, p) in report.probes.iter().enumerate() {
@@ -121,11 +191,25 @@ pub fn render_part(report: &Report, part: Part) -> String {
         if !wanted {
             continue;
         }
-        let base = [("probe", p.name.as_str()), ("platform", p.platform.as_str()), ("environment", env)];
+        let base = [
+            ("probe", p.name.as_str()),
+            ("platform", p.platform.as_str()),
+            ("environment", env),
+        ];
         let pass = (p.verdict != Verdict::Fail) as u8 as f64;
         f.add("iap_probe_success", "", labels(&base), pass);
-        f.add("iap_probe_warning", "", labels(&base), (p.verdict == Verdict::Warn) as u8 as f64);
-        f.add("iap_probe_iterations", "", labels(&base), p.iterations as f64);
+        f.add(
+            "iap_probe_warning",
+            "",
+            labels(&base),
+            (p.verdict == Verdict::Warn) as u8 as f64,
+        );
+        f.add(
+            "iap_probe_iterations",
+            "",
+            labels(&base),
+            p.iterations as f64,
+        );
         f.add(
             "iap_probe_iterations_failed",
             "",
@@ -147,18 +231,33 @@ pub fn render_part(report: &Report, part: Part) -> String {
         for c in &p.slo {
             let mut l = base.to_vec();
             l.extend([("step", ""), ("slo", c.figure.as_str())]);
-            f.add("iap_probe_slo_breach", "", labels(&l), (c.verdict == Verdict::Fail) as u8 as f64);
+            f.add(
+                "iap_probe_slo_breach",
+                "",
+                labels(&l),
+                (c.verdict == Verdict::Fail) as u8 as f64,
+            );
         }
         for s in &p.steps {
             let mut l = base.to_vec();
             l.push(("step", s.name.as_str()));
-            f.add("iap_probe_step_success", "", labels(&l), (s.verdict != Verdict::Fail && s.attempts > 0) as u8 as f64);
+            f.add(
+                "iap_probe_step_success",
+                "",
+                labels(&l),
+                (s.verdict != Verdict::Fail && s.attempts > 0) as u8 as f64,
+            );
             f.add("iap_probe_step_failures", "", labels(&l), s.failed as f64);
             f.add("iap_probe_step_retries", "", labels(&l), s.retries as f64);
             for c in &s.slo {
                 let mut l2 = l.clone();
                 l2.push(("slo", c.figure.as_str()));
-                f.add("iap_probe_slo_breach", "", labels(&l2), (c.verdict == Verdict::Fail) as u8 as f64);
+                f.add(
+                    "iap_probe_slo_breach",
+                    "",
+                    labels(&l2),
+                    (c.verdict == Verdict::Fail) as u8 as f64,
+                );
             }
             let h = &s.histogram;
             if !h.is_empty() {
@@ -172,13 +271,33 @@ pub fn render_part(report: &Report, part: Part) -> String {
                     let le = num(b);
                     let mut l2 = l.clone();
                     l2.push(("le", le.as_str()));
-                    f.add("iap_probe_step_duration_seconds", "_bucket", labels(&l2), n as f64);
+                    f.add(
+                        "iap_probe_step_duration_seconds",
+                        "_bucket",
+                        labels(&l2),
+                        n as f64,
+                    );
                 }
                 let mut l2 = l.clone();
                 l2.push(("le", "+Inf"));
-                f.add("iap_probe_step_duration_seconds", "_bucket", labels(&l2), h.len() as f64);
-                f.add("iap_probe_step_duration_seconds", "_sum", labels(&l), h.mean() * h.len() as f64 / 1e6);
-                f.add("iap_probe_step_duration_seconds", "_count", labels(&l), h.len() as f64);
+                f.add(
+                    "iap_probe_step_duration_seconds",
+                    "_bucket",
+                    labels(&l2),
+                    h.len() as f64,
+                );
+                f.add(
+                    "iap_probe_step_duration_seconds",
+                    "_sum",
+                    labels(&l),
+                    h.mean() * h.len() as f64 / 1e6,
+                );
+                f.add(
+                    "iap_probe_step_duration_seconds",
+                    "_count",
+                    labels(&l),
+                    h.len() as f64,
+                );
             }
             if let Some(lat) = &s.latency {
                 for (q, v) in [("50", lat.p50), ("95", lat.p95), ("99", lat.p99)] {
@@ -187,11 +306,19 @@ pub fn render_part(report: &Report, part: Part) -> String {
                     f.add("iap_probe_step_latency_seconds", "", labels(&l2), v);
                 }
                 if s.kind == "credential" {
-                    let provider = if s.name.starts_with("app-store") { "apple" } else { "google" };
+                    let provider = if s.name.starts_with("app-store") {
+                        "apple"
+                    } else {
+                        "google"
+                    };
                     f.add(
                         "iap_probe_token_seconds",
                         "",
-                        labels(&[("provider", provider), ("probe", p.name.as_str()), ("environment", env)]),
+                        labels(&[
+                            ("provider", provider),
+                            ("probe", p.name.as_str()),
+                            ("environment", env),
+                        ]),
                         lat.p50,
                     );
                 }
@@ -205,7 +332,11 @@ pub fn render_part(report: &Report, part: Part) -> String {
         f.add(
             "iap_probe_alert_firing",
             "",
-            labels(&[("environment", env), ("rule", a.rule), ("severity", a.severity)]),
+            labels(&[
+                ("environment", env),
+                ("rule", a.rule),
+                ("severity", a.severity),
+            ]),
             a.firing as u8 as f64,
         );
     }
@@ -213,16 +344,30 @@ pub fn render_part(report: &Report, part: Part) -> String {
         f.add(
             "iap_probe_incident",
             "",
-            labels(&[("environment", env), ("type", i.kind), ("severity", i.severity)]),
+            labels(&[
+                ("environment", env),
+                ("type", i.kind),
+                ("severity", i.severity),
+            ]),
             1.0,
         );
     }
-    f.add("iap_probe_run_duration_seconds", "", labels(&[("environment", env)]), report.duration_seconds);
+    f.add(
+        "iap_probe_run_duration_seconds",
+        "",
+        labels(&[("environment", env)]),
+        report.duration_seconds,
+    );
     let started = humantime::parse_rfc3339(&report.started_at)
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    f.add("iap_probe_last_run_timestamp_seconds", "", labels(&[("environment", env)]), started);
+    f.add(
+        "iap_probe_last_run_timestamp_seconds",
+        "",
+        labels(&[("environment", env)]),
+        started,
+    );
     f.render()
 }

@@ -55,7 +55,11 @@ async fn put(client: &reqwest::Client, url: String, body: String) -> Result<(), 
 }
 
 /// Pushes every probe's metrics and the run's to `gateway` (e.g. `http://pushgateway:9091`).
-pub async fn push(client: &reqwest::Client, gateway: &str, report: &Report) -> Result<(), PushError> {
+pub async fn push(
+    client: &reqwest::Client,
+    gateway: &str,
+    report: &Report,
+) -> Result<(), PushError> {
     let base = format!(
         "{}/metrics/job/{JOB}/{}",
         gateway.trim_end_matches('/'),

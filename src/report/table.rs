@@ -149,7 +149,10 @@ pub fn render(report: &Report, color: bool) -> String {
     }
     let firing: Vec<_> = report.alerts.iter().filter(|a| a.firing).collect();
     if !firing.is_empty() {
-        let _ = writeln!(out, "\nALERTS firing (runbook thresholds over the run history):");
+        let _ = writeln!(
+            out,
+            "\nALERTS firing (runbook thresholds over the run history):"
+        );
         for a in firing {
             let _ = writeln!(out, "  {:<8} {}: {}", a.severity, a.rule, a.message);
         }

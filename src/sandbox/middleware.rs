@@ -83,7 +83,15 @@ fn injected_error(path: &str, status: u16, retry_after: Option<Duration>) -> Res
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             headers.insert("retry-after", HeaderValue::from(secs.max(1)));
         }
-        if path.starts_with("/androidpublisher/") || path == "/token" {
+        if path == "/token" {
+            // The OAuth2 token endpoint answers in RFC 6749's shape, not the API envelope.
+            let error = if code.is_server_error() {
+                "temporarily_unavailable"
+            } else {
+                "invalid_request"
+            };
+            serde_json::json!({"error": error, "error_description": "Injected fault."})
+        } else if path.starts_with("/androidpublisher/") {
             super::google::error_envelope(code, "Injected fault.")
         } else {
             serde_json::json!({"error": format!("injected fault: HTTP {status}")})

@@ -49,7 +49,7 @@ pub fn fmt_duration(d: Duration) -> String {
         } else {
             format!("{ms:.0} ms")
         }
-    } else if s >= 120.0 && s.fract() == 0.0 && (s as u64) % 60 == 0 {
+    } else if s >= 120.0 && s.fract() == 0.0 && (s as u64).is_multiple_of(60) {
         format!("{} min", s as u64 / 60)
     } else {
         let t = format!("{s:.2}");

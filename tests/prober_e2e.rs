@@ -143,6 +143,11 @@ async fn every_shipped_probe_passes_against_the_sandbox() {
     assert_eq!(probe_of(&r, "android-purchase")["platform"], "android");
     assert_eq!(probe_of(&r, "health")["platform"], "any");
 
+    // `probe check` accepts the folder the sandbox wrote.
+    let check = probe(&["check", "--config", &cfg]).await;
+    check.expect_code(0);
+    assert!(check.stdout.contains("ok"), "{}", check.stdout);
+
     // The same run for people: a table naming every probe, same exit code.
     let table = probe(&["run", "--config", &cfg, "--format", "table"]).await;
     table.expect_code(0);

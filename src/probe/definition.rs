@@ -99,6 +99,10 @@ pub struct StepDef {
     pub poll: Option<Spanned<PollDef>>,
     #[serde(default)]
     pub until: Option<Spanned<ExpectDef>>,
+    /// While polling: a response that satisfies this ends the poll as a failure at once
+    /// (e.g. a notification send attempt that did not succeed).
+    #[serde(default)]
+    pub fail_if: Option<Spanned<ExpectDef>>,
     #[serde(default)]
     pub slo: Option<Spanned<SloDef>>,
     /// Name of a variable (captured by this or an earlier step) holding Apple signed data

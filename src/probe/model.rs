@@ -181,6 +181,8 @@ pub struct Poll {
     pub every: Duration,
     pub within: Duration,
     pub until: Expect,
+    /// Ends the poll as a failure when satisfied.
+    pub fail_if: Option<Expect>,
 }
 
 /// Latency targets for the step; `critical` bounds any single sample.

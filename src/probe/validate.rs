@@ -123,10 +123,15 @@ fn step(ctx: &mut Ctx<'_, '_>, s: &Spanned<StepDef>, key: &str, line: usize) -> 
                 );
             }
             let until = ctx.expect(u.get_ref(), &format!("{key}.until"));
+            let fail_if = def
+                .fail_if
+                .as_ref()
+                .map(|f| ctx.expect(f.get_ref(), &format!("{key}.fail_if")));
             Some(Poll {
                 every,
                 within,
                 until,
+                fail_if,
             })
         }
         (Some(p), None) => {
@@ -147,6 +152,13 @@ fn step(ctx: &mut Ctx<'_, '_>, s: &Spanned<StepDef>, key: &str, line: usize) -> 
         }
         (None, None) => None,
     };
+    if let (None, Some(f)) = (&def.poll, &def.fail_if) {
+        ctx.err(
+            &f.span(),
+            &format!("{key}.fail_if"),
+            "`fail_if` only makes sense with `poll = { every, within }`",
+        );
+    }
     let slo = match &def.slo {
         Some(slo) => check_slo(ctx, slo, &format!("{key}.slo")),
         None => Slo::default(),

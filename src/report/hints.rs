@@ -10,8 +10,12 @@ pub fn for_failure(
     credential: bool,
     kind: FailureKind,
     status: Option<u16>,
+    reason: &str,
 ) -> String {
     use FailureKind::*;
+    if reason.contains("sendAttemptResult") {
+        return "App Store Server Notifications are not reaching the backend: check the notification URL in App Store Connect, the backend's /iap/notifications/apple endpoint, its TLS certificate and response codes".into();
+    }
     if credential {
         return match auth {
             Some(Auth::AppStore) => "App Store JWT could not be signed: check the .p8 key file, key id and issuer id (runbook: Server Verification Failures > Authentication Issues)".into(),

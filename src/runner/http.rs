@@ -8,6 +8,8 @@ use crate::slo::FailureKind;
 /// A response as the assertions see it.
 pub struct Exchange {
     pub status: u16,
+    /// How long the server asked us to wait (`Retry-After`), if it did.
+    pub retry_after: Option<Duration>,
     pub body: Vec<u8>,
     pub json: Option<serde_json::Value>,
     pub elapsed: Duration,
@@ -68,6 +70,22 @@ pub fn describe(e: &reqwest::Error, timeout: Duration) -> (FailureKind, String) 
     (FailureKind::Network, format!("{what}: {detail}"))
 }
 
+/// `Retry-After` as delta seconds, an HTTP date, or — as Apple sends it — an absolute
+/// UNIX time in milliseconds.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(n) = v.parse::<u64>() {
+        // Anything past 2001 in epoch milliseconds is a timestamp, not a delay.
+        if n > 1_000_000_000_000 {
+            let now = crate::clock::now_ms().max(0) as u64;
+            return Some(Duration::from_millis(n.saturating_sub(now)));
+        }
+        return Some(Duration::from_secs(n));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+}
+
 /// Sends `req` and reads at most `max_body` bytes of the answer within `timeout`.
 pub async fn exchange(
     req: reqwest::RequestBuilder,
@@ -86,6 +104,11 @@ pub async fn exchange(
             fail(k, r)
         })?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         let mut body = Vec::new();
         loop {
             match resp.chunk().await {
@@ -111,6 +134,7 @@ pub async fn exchange(
         let json = serde_json::from_slice(&body).ok();
         Ok(Exchange {
             status,
+            retry_after,
             body,
             json,
             elapsed,

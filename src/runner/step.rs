@@ -216,6 +216,26 @@ fn judge(expect: &Expect, ex: &Exchange, vars: &Vars) -> Option<String> {
     Some(msg)
 }
 
+/// What a `fail_if` matched, for the reason: `$.path = "TIMED_OUT"`.
+fn matched_values(expect: &Expect, ex: &Exchange) -> String {
+    let Some(json) = &ex.json else {
+        return format!("HTTP {}", ex.status);
+    };
+    let parts: Vec<String> = expect
+        .json
+        .iter()
+        .map(|c| {
+            let found: Vec<String> = c.compiled.query(json).all().iter().map(|v| v.to_string()).collect();
+            format!("{} = {}", c.path, found.join(", "))
+        })
+        .collect();
+    if parts.is_empty() {
+        format!("HTTP {}", ex.status)
+    } else {
+        parts.join("; ")
+    }
+}
+
 /// Runs one step, updating `vars` with its captures.
 pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instant) -> StepResult {
     let prepared = match prepare(step, vars) {
@@ -243,8 +263,24 @@ pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instan
                 latency = start.elapsed();
                 break;
             }
+            if let Some(f) = &poll.fail_if
+                && judge(f, &ex, vars).is_none()
+            {
+                let mut r = StepResult::fail(
+                    FailureKind::Assertion,
+                    format!("gave up polling: {}", matched_values(f, &ex)),
+                    Some(start.elapsed()),
+                );
+                r.status = Some(ex.status);
+                return r;
+            }
             let waited = start.elapsed();
-            if waited + poll.every > poll.within {
+            // A server that says when to come back is obeyed (never faster than `every`).
+            let pause = match ex.retry_after {
+                Some(ra) if matches!(ex.status, 429 | 503) => ra.max(poll.every),
+                _ => poll.every,
+            };
+            if waited + pause > poll.within {
                 let last = judge(&poll.until, &ex, vars).unwrap_or_default();
                 let mut r = StepResult::fail(
                     FailureKind::Poll,
@@ -259,7 +295,7 @@ pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instan
                 return r;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left <= poll.every {
+            if left <= pause {
                 return StepResult::fail(
                     FailureKind::Deadline,
                     format!(
@@ -269,7 +305,7 @@ pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instan
                     Some(waited),
                 );
             }
-            tokio::time::sleep(poll.every).await;
+            tokio::time::sleep(pause).await;
             retries += 1;
             ex = match send(engine, step, &prepared, deadline, false).await {
                 Ok(ex) => ex,

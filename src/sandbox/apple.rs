@@ -359,8 +359,40 @@ async fn request_test_notification(State(state): State<Shared>, headers: HeaderM
 }
 
 /// POSTs the notification to the backend as Apple would, and records the attempt.
+/// Apple's `sendAttemptResult` for a failed delivery.
+fn attempt_result(e: &reqwest::Error, https: bool) -> &'static str {
+    let mut chain = String::new();
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = src {
+        chain.push_str(&s.to_string().to_lowercase());
+        src = s.source();
+    }
+    if e.is_timeout() {
+        "TIMED_OUT"
+    } else if e.is_redirect() {
+        "CIRCULAR_REDIRECT"
+    } else if e.is_connect() && chain.contains("refused") {
+        "NO_RESPONSE"
+    } else if e.is_connect() && https {
+        "TLS_ISSUE"
+    } else if e.is_connect() {
+        "SOCKET_ISSUE"
+    } else if e.is_body() || e.is_decode() || chain.contains("closed") {
+        "PREMATURE_CLOSE"
+    } else {
+        "OTHER"
+    }
+}
+
 async fn deliver(state: Shared, token: String, signed: String) {
-    let url = format!("{}/iap/notifications/apple", state.base_url);
+    // The App Store Connect notification URL; a fault can point it elsewhere.
+    let url = state
+        .faults
+        .read()
+        .ok()
+        .and_then(|f| f.notification_url.clone())
+        .unwrap_or_else(|| format!("{}/iap/notifications/apple", state.base_url));
+    let https = url.starts_with("https://");
     let sent = state
         .backend
         .client
@@ -372,9 +404,7 @@ async fn deliver(state: Shared, token: String, signed: String) {
         r = sent => match r {
             Ok(resp) if resp.status().is_success() => "SUCCESS",
             Ok(_) => "UNSUCCESSFUL_HTTP_RESPONSE_CODE",
-            Err(e) if e.is_timeout() => "TIMED_OUT",
-            Err(e) if e.is_connect() => "NO_RESPONSE",
-            Err(_) => "OTHER",
+            Err(e) => attempt_result(&e, https),
         },
         _ = state.shutting_down() => "NO_RESPONSE",
     };

@@ -29,6 +29,11 @@ pub struct FaultSpec {
     /// Which signed data the Apple fake hands out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jws: Option<JwsFault>,
+    /// Where the Apple fake delivers notifications (default: the reference backend's
+    /// `/iap/notifications/apple`): point it at a closed port, or at `https://` on the
+    /// plain-HTTP sandbox, to make delivery fail as NO_RESPONSE or TLS_ISSUE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_url: Option<String>,
     /// App Store key ids the Apple fake no longer accepts (a rotated or revoked key).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoked_apple_keys: Vec<String>,

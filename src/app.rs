@@ -64,6 +64,22 @@ pub fn load(config_path: &Path) -> Result<(Config, Vec<Probe>), AppError> {
 fn missing_fixtures(config: &Config, probes: &[Probe]) -> Vec<String> {
     let mut out = Vec::new();
     for p in probes {
+        for s in &p.steps {
+            for v in &s.variables {
+                let section = match v.as_str() {
+                    "apple" | "bundle_id" if config.apple.is_none() => "[apple]",
+                    "google" | "package_name" if config.google.is_none() => "[google]",
+                    _ => continue,
+                };
+                out.push(format!(
+                    "{}: line {}: step.{}: uses {{{{{v}}}}}, but {} has no {section} section",
+                    p.source.display(),
+                    s.line,
+                    s.name,
+                    config.path.display()
+                ));
+            }
+        }
         let have = config.fixture_vars(p.platform);
         for f in p.fixtures_used() {
             let name = f.trim_start_matches("fixture.");

@@ -177,8 +177,22 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // These crates log request and response bodies and headers at debug/trace level —
+    // assertions, access tokens. Capped whatever RUST_LOG says: secrets never leak.
+    for dep in [
+        "yup_oauth2",
+        "hyper",
+        "hyper_util",
+        "h2",
+        "reqwest",
+        "rustls",
+    ] {
+        if let Ok(d) = format!("{dep}=info").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

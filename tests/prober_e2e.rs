@@ -525,7 +525,6 @@ async fn run_deadline_ends_a_hung_run_and_still_reports() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a request cut short by the run deadline is reported as kind timeout, \"timeout after 2.97 s\" (src/runner/step.rs send/budget); see report"]
 async fn a_request_cut_by_the_deadline_is_reported_as_deadline() {
     let sb = Sb::start_with(faults(json!({
         "route": [{"path": "/iap/verify", "hang": true}]
@@ -684,7 +683,6 @@ async fn secrets_never_reach_the_output() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: RUST_LOG=debug/trace prints yup-oauth2's token request and response (assertion JWT and ya29 access token); see report"]
 async fn secrets_never_reach_the_output_even_at_trace_level() {
     let sb = Sb::start().await;
     let cfg = sb.config_str();

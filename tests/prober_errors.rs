@@ -359,7 +359,6 @@ fn bad_command_line_values() {
 }
 
 #[test]
-#[ignore = "bug: token_uri errors do not name the service-account file (src/auth/google.rs from_key_file passes InsecureTokenUri/Grant through without the path)"]
 fn bad_token_uri_names_the_service_account_file() {
     for uri in ["http://oauth2.example.com/token", "not a url"] {
         let o = offline();

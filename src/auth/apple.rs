@@ -166,17 +166,22 @@ impl AppStoreSigner {
         issuer_id: &str,
         bundle_id: &str,
     ) -> Result<Self, AuthError> {
+        Self::from_pem_with_lifetime(pem, key_id, issuer_id, bundle_id, DEFAULT_LIFETIME)
+    }
+
+    /// Like [`Self::from_pem`], with a token lifetime (capped at 60 minutes).
+    pub fn from_pem_with_lifetime(
+        pem: &str,
+        key_id: &str,
+        issuer_id: &str,
+        bundle_id: &str,
+        lifetime: Duration,
+    ) -> Result<Self, AuthError> {
         let key = parse_p8(pem).map_err(|reason| AuthError::BadKey {
             path: "<memory>".into(),
             reason,
         })?;
-        Ok(Self::new(
-            key,
-            key_id,
-            issuer_id,
-            bundle_id,
-            DEFAULT_LIFETIME,
-        ))
+        Ok(Self::new(key, key_id, issuer_id, bundle_id, lifetime))
     }
 
     pub fn lifetime(&self) -> Duration {

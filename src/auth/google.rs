@@ -79,6 +79,16 @@ impl GoogleTokenSource {
                 path: path.to_path_buf(),
                 reason,
             },
+            AuthError::InsecureTokenUri(uri) => AuthError::BadKey {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "token_uri {uri} uses plain http to a non-loopback host; use https"
+                ),
+            },
+            AuthError::Grant { uri, reason } => AuthError::BadKey {
+                path: path.to_path_buf(),
+                reason: format!("token_uri {uri}: {reason}"),
+            },
             other => other,
         })
     }
@@ -145,8 +155,8 @@ impl GoogleTokenSource {
                 Some(d) => format!("{}: {d}", a.error.as_str()),
                 None => a.error.as_str().to_string(),
             },
-            yup_oauth2::Error::HttpError(e) => format!("connection failed: {e}"),
-            yup_oauth2::Error::HttpClientError(e) => format!("request failed: {e}"),
+            yup_oauth2::Error::HttpError(e) => format!("connection failed: {}", causes(&e)),
+            yup_oauth2::Error::HttpClientError(e) => format!("request failed: {}", causes(&e)),
             other => other.to_string(),
         };
         AuthError::Grant {
@@ -154,6 +164,21 @@ impl GoogleTokenSource {
             reason,
         }
     }
+}
+
+/// An error and its causes, innermost last ("client error (Connect): Connection refused").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        src = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -30,10 +30,8 @@ pub struct Report {
     pub deadline_hit: bool,
     pub summary: Summary,
     /// The runbook incident this run looks like, when something failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub incident: Option<super::incident::Incident>,
     /// The runbook's windowed alert rules, evaluated over the run history.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<crate::history::AlertState>,
     pub probes: Vec<ProbeReport>,
 }
@@ -62,7 +60,6 @@ pub struct ProbeReport {
     pub completion: Option<Latency>,
     pub slo: Vec<SloCheck>,
     /// Recorded figures (`record = [...]` in the probe file), e.g. the cache hit ratio.
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub values: std::collections::BTreeMap<String, crate::slo::stats::ValueStats>,
     /// Tagged `purchase`: judged against the purchase success and completion targets.
     #[serde(skip)]
@@ -127,7 +124,7 @@ fn latency(s: &StepStats) -> Option<Latency> {
     Some(Latency {
         samples: h.len(),
         min: sec(h.min()),
-        mean: h.mean() / 1e6,
+        mean: (h.mean()).round() / 1e6,
         p50: sec(h.value_at_quantile(0.50)),
         p90: sec(h.value_at_quantile(0.90)),
         p95: sec(h.value_at_quantile(0.95)),

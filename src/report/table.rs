@@ -108,6 +108,12 @@ fn probe_block(out: &mut String, p: &ProbeReport, color: bool) {
     for r in &rows {
         let _ = writeln!(out, "{}", line(r));
     }
+    // Failures behind the figures, even when a latency breach is the headline.
+    for s in p.steps.iter().filter(|s| s.failed > 0 && p.iterations > 1) {
+        for f in &s.failures {
+            let _ = writeln!(out, "    {} failed {}x: {}", s.name, f.count, f.reason);
+        }
+    }
     for c in p.slo.iter().filter(|c| c.verdict != Verdict::Pass) {
         let _ = writeln!(
             out,
@@ -167,9 +173,10 @@ pub fn render(report: &Report, color: bool) -> String {
     let s = &report.summary;
     let _ = writeln!(
         out,
-        "\n{}  {} probes: {} passed, {} warned, {} failed (exit {})",
+        "\n{}  {} {}: {} passed, {} warned, {} failed (exit {})",
         word(report.verdict, color),
         s.probes,
+        if s.probes == 1 { "probe" } else { "probes" },
         s.passed,
         s.warned,
         s.failed,

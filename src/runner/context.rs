@@ -91,7 +91,13 @@ impl Engine {
                         what: "apple.private_key",
                         reason: e.to_string(),
                     })?;
-                    AppStoreSigner::from_pem(pem.expose(), &a.key_id, &a.issuer_id, &a.bundle_id)?
+                    AppStoreSigner::from_pem_with_lifetime(
+                        pem.expose(),
+                        &a.key_id,
+                        &a.issuer_id,
+                        &a.bundle_id,
+                        a.token_lifetime,
+                    )?
                 }
             };
             Some(signer)

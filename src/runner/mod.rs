@@ -167,11 +167,21 @@ async fn iterate(
             stats.steps[i].skipped += 1;
             continue;
         }
+        tracing::trace!(probe = %probe.name, step = %info.name, "step starts");
         let r = match (info.credential, info.index) {
             (Some(auth), _) => step::credential(engine, auth, deadline).await,
             (None, Some(idx)) => step::run(engine, &probe.steps[idx], &mut vars, deadline).await,
             (None, None) => continue,
         };
+        tracing::debug!(
+            probe = %probe.name,
+            step = %info.name,
+            status = ?r.status,
+            latency_ms = r.latency.map(|l| l.as_secs_f64() * 1000.0),
+            retries = r.retries,
+            failure = ?r.failure.as_ref().map(|(k, reason)| format!("{k:?}: {reason}")),
+            "step done"
+        );
         record(stats, i, &r);
         for (name, v) in &r.values {
             stats.record_value(name, *v);

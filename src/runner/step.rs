@@ -48,6 +48,7 @@ pub async fn credential(engine: &Engine, auth: Auth, deadline: Instant) -> StepR
     let Some(timeout) = budget(engine.config.request_timeout, deadline) else {
         return StepResult::fail(FailureKind::Deadline, "run deadline reached", None);
     };
+    let cut_by_deadline = timeout < engine.config.request_timeout;
     let outcome = match auth {
         Auth::AppStore => match &engine.apple {
             Some(s) => s.token().map(|_| ()).map_err(|e| e.to_string()),
@@ -56,6 +57,13 @@ pub async fn credential(engine: &Engine, auth: Auth, deadline: Instant) -> StepR
         Auth::GooglePlay => match &engine.google {
             Some(g) => match tokio::time::timeout(timeout, g.token()).await {
                 Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+                Err(_) if cut_by_deadline => {
+                    return StepResult::fail(
+                        FailureKind::Deadline,
+                        "run deadline reached while fetching the Google token",
+                        Some(start.elapsed()),
+                    );
+                }
                 Err(_) => Err(format!(
                     "token endpoint: timeout after {}",
                     fmt_duration(timeout)
@@ -164,14 +172,16 @@ async fn send(
     deadline: Instant,
     refresh: bool,
 ) -> Result<Exchange, (FailureKind, String, Option<Duration>)> {
-    let timeout = step.timeout.unwrap_or(engine.config.request_timeout);
-    let Some(timeout) = budget(timeout, deadline) else {
+    let configured = step.timeout.unwrap_or(engine.config.request_timeout);
+    let Some(timeout) = budget(configured, deadline) else {
         return Err((
             FailureKind::Deadline,
             "run deadline reached before this request".into(),
             None,
         ));
     };
+    let cut_by_deadline = timeout < configured;
+    tracing::trace!(method = %p.method, url = %p.url, auth = step.auth.as_str(), timeout_ms = timeout.as_millis() as u64, "sending");
     let mut req = engine.client.request(p.method.clone(), &p.url);
     for (k, v) in &p.headers {
         req = req.header(k, v);
@@ -188,7 +198,19 @@ async fn send(
     }
     exchange(req, timeout, engine.config.max_body)
         .await
-        .map_err(|f| (f.kind, f.reason, Some(f.elapsed)))
+        .map_err(|f| match f.kind {
+            // The run's deadline, not the request timeout, ended it: say which.
+            FailureKind::Timeout if cut_by_deadline => (
+                FailureKind::Deadline,
+                format!(
+                    "run deadline reached after {} (request timeout {})",
+                    fmt_duration(f.elapsed),
+                    fmt_duration(configured)
+                ),
+                Some(f.elapsed),
+            ),
+            _ => (f.kind, f.reason, Some(f.elapsed)),
+        })
 }
 
 /// Failure messages of `expect` against `ex`, with the status and body start when the
@@ -225,7 +247,13 @@ fn matched_values(expect: &Expect, ex: &Exchange) -> String {
         .json
         .iter()
         .map(|c| {
-            let found: Vec<String> = c.compiled.query(json).all().iter().map(|v| v.to_string()).collect();
+            let found: Vec<String> = c
+                .compiled
+                .query(json)
+                .all()
+                .iter()
+                .map(|v| v.to_string())
+                .collect();
             format!("{} = {}", c.path, found.join(", "))
         })
         .collect();

@@ -131,9 +131,17 @@ pub fn select(probes: Vec<Probe>, sel: &Selection) -> Result<Vec<Probe>, AppErro
 #[derive(Debug, Clone)]
 pub struct RunRequest {
     pub selection: Selection,
+    /// Iterations per probe; `u64::MAX` with `duration`: as many as fit.
     pub iterations: u64,
     pub concurrency: Option<usize>,
     pub deadline: Option<Duration>,
+    /// Fixed arrival rate (iterations per second per probe), corrected for coordinated
+    /// omission; `None`: each worker starts its next iteration when the last one ends.
+    pub rate: Option<f64>,
+    /// Time-bounded sampling: start iterations for this long.
+    pub duration: Option<Duration>,
+    /// A progress bar on stderr for runs longer than a second (people, not CI logs).
+    pub progress: bool,
 }
 
 impl Default for RunRequest {
@@ -143,6 +151,9 @@ impl Default for RunRequest {
             iterations: 1,
             concurrency: None,
             deadline: None,
+            rate: None,
+            duration: None,
+            progress: false,
         }
     }
 }
@@ -154,16 +165,44 @@ pub async fn run(config_path: &Path, req: &RunRequest) -> Result<Report, AppErro
     if req.iterations == 0 {
         return Err(AppError::Usage("--iterations must be at least 1".into()));
     }
+    if let Some(r) = req.rate
+        && !(r.is_finite() && r > 0.0)
+    {
+        return Err(AppError::Usage(format!(
+            "--rate {r}: write iterations per second above zero, e.g. 100 or 0.5"
+        )));
+    }
+    // A time-bounded run gets the configured deadline on top of its duration, so the
+    // last iterations may finish; an explicit deadline must leave room for the duration.
+    let deadline = match (req.deadline, req.duration) {
+        (_, Some(d)) if d.is_zero() => {
+            return Err(AppError::Usage("--duration must be above zero".into()));
+        }
+        (Some(dl), Some(d)) if dl <= d => {
+            return Err(AppError::Usage(format!(
+                "--deadline {} must be longer than --duration {}",
+                humantime::format_duration(dl),
+                humantime::format_duration(d)
+            )));
+        }
+        (Some(dl), _) => dl,
+        (None, Some(d)) => d + config.deadline,
+        (None, None) => config.deadline,
+    };
     let opts = RunOptions {
         iterations: req.iterations,
         concurrency: req.concurrency.unwrap_or(config.concurrency).max(1),
-        deadline: req.deadline.unwrap_or(config.deadline),
+        deadline,
+        rate: req.rate,
+        duration: req.duration,
+        progress: req.progress,
     };
     let environment = config.environment.clone();
     let targets = config.slo.clone();
     let backend = config.backend_url.clone();
     let history = config.history.clone();
     let rules = config.alerts.clone();
+    let alerting = config.alerting.clone();
     let engine = Engine::new(config, probes).await?;
     let outcome = runner::run(engine, &opts).await;
     let mut report = report::model::build_with_backend(&outcome, &environment, &targets, &backend);
@@ -187,6 +226,7 @@ pub async fn run(config_path: &Path, req: &RunRequest) -> Result<Report, AppErro
             Err(e) => tracing::warn!("history task failed: {e}"),
         }
     }
+    crate::alert::announce(alerting.as_ref(), &mut report).await;
     Ok(report)
 }
 

@@ -43,6 +43,8 @@ struct ConfigFile {
     history: HistoryDef,
     #[serde(default)]
     alerts: crate::history::AlertRules,
+    #[serde(default)]
+    alerting: Option<Spanned<crate::alert::config::AlertingDef>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +178,8 @@ pub struct Config {
     /// `None` when `[history] enabled = false`.
     pub history: Option<HistoryConfig>,
     pub alerts: crate::history::AlertRules,
+    /// `None` without `[alerting]` (or with `enabled = false`).
+    pub alerting: Option<crate::alert::AlertingConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -416,13 +420,21 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
             message: "must be at least 1".into(),
         });
     }
-    if !d.out.is_empty() {
-        return Err(ConfigError::Invalid(d.out));
-    }
     let history = file.history.enabled.then(|| HistoryConfig {
         path: dir.join(&file.history.path),
         retention: file.history.retention.0,
     });
+    let (alerting, problems) = crate::alert::config::resolve(
+        file.alerting,
+        &dir,
+        history.as_ref().map(|h| h.path.as_path()),
+    );
+    for (span, key, msg) in problems {
+        d.at(span, &key, msg);
+    }
+    if !d.out.is_empty() {
+        return Err(ConfigError::Invalid(d.out));
+    }
     Ok(Config {
         path: path.to_path_buf(),
         probes_dir: dir.join(file.probes_dir.unwrap_or_else(|| "probes".into())),
@@ -445,6 +457,7 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
         max_body: file.run.max_body,
         history,
         alerts: file.alerts,
+        alerting,
     })
 }
 

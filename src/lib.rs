@@ -8,8 +8,10 @@
 //! - [`auth`]: App Store Server API JWTs (ES256) and Google OAuth2 service-account tokens.
 //! - [`jws`]: Apple signed-data (JWS + x5c chain) verification.
 //! - [`sandbox`]: faithful local fakes of Apple, Google and a reference IAP backend.
+//! - [`alert`]: PagerDuty and Slack notifications on transitions, with flap control and retries.
 pub mod probe;
 
+pub mod alert;
 pub mod app;
 pub mod auth;
 pub mod clock;

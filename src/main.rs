@@ -142,13 +142,20 @@ struct OutputArgs {
     /// Only this probe (repeatable).
     #[arg(long = "probe", value_name = "NAME")]
     probes: Vec<String>,
-    /// Repeat every probe N times (sampling mode).
-    #[arg(long, default_value_t = 1)]
-    iterations: u64,
+    /// Repeat every probe N times (sampling mode; default 1, or unbounded with --duration).
+    #[arg(long)]
+    iterations: Option<u64>,
     /// Concurrent workers per probe in sampling mode.
     #[arg(long)]
     concurrency: Option<usize>,
-    /// Whole-run deadline, e.g. 120s.
+    /// Fixed arrival rate: start N iterations per second per probe, whatever the answers'
+    /// speed; a late start is measured from when it was due (coordinated omission).
+    #[arg(long, value_name = "PER_SECOND")]
+    rate: Option<f64>,
+    /// Sample for this long, e.g. 30s (with --iterations, whichever ends first).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Whole-run deadline, e.g. 120s (default: probe.toml's, plus --duration).
     #[arg(long, value_parser = parse_duration)]
     deadline: Option<Duration>,
 }
@@ -270,7 +277,10 @@ async fn dispatch(cli: Cli) -> Result<u8, AppError> {
                 config,
                 interval,
                 jitter,
-                request: request(&out),
+                request: RunRequest {
+                    progress: false,
+                    ..request(&out)
+                },
             };
             iap_probe::daemon::serve(listener, opts, wait_for_signal())
                 .await
@@ -321,9 +331,16 @@ fn request(out: &OutputArgs) -> RunRequest {
             }),
             probes: out.probes.clone(),
         },
-        iterations: out.iterations,
+        iterations: out.iterations.unwrap_or(match out.duration {
+            Some(_) => u64::MAX,
+            None => 1,
+        }),
         concurrency: out.concurrency,
         deadline: out.deadline,
+        rate: out.rate,
+        duration: out.duration,
+        // People watching a long run see it move; CI logs and pipes get nothing.
+        progress: std::io::stderr().is_terminal() && std::env::var_os("CI").is_none(),
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -38,6 +39,8 @@ pub struct AppStoreSigner {
     pub bundle_id: String,
     lifetime: Duration,
     cache: Mutex<Option<Cached>>,
+    /// Tokens signed (not served from the cache) since this signer was made.
+    signatures: AtomicU64,
 }
 
 struct Cached {
@@ -140,6 +143,7 @@ impl AppStoreSigner {
             bundle_id: bundle_id.into(),
             lifetime: lifetime.min(MAX_LIFETIME),
             cache: Mutex::new(None),
+            signatures: AtomicU64::new(0),
         }
     }
 
@@ -188,6 +192,11 @@ impl AppStoreSigner {
         self.lifetime
     }
 
+    /// How many tokens were signed (not reused from the cache) so far.
+    pub fn signatures(&self) -> u64 {
+        self.signatures.load(Ordering::Relaxed)
+    }
+
     /// Forgets the cached token (after a 401, to retry once with a fresh one).
     pub fn invalidate(&self) {
         if let Ok(mut c) = self.cache.lock() {
@@ -226,6 +235,7 @@ impl AppStoreSigner {
         // Renew with a fifth of the lifetime (at most a minute) to spare.
         let margin = (self.lifetime / 5).min(Duration::from_secs(60));
         let token = Secret::new(token);
+        self.signatures.fetch_add(1, Ordering::Relaxed);
         *cache = Some(Cached {
             token: token.clone(),
             claims: claims.clone(),
@@ -266,10 +276,12 @@ mod tests {
         let a = s.token().unwrap();
         let b = s.token().unwrap();
         assert!(a.fresh && !b.fresh);
+        assert_eq!(s.signatures(), 1);
         assert_eq!(a.token, b.token);
         assert_eq!(a.claims.exp - a.claims.iat.unwrap(), 300);
         s.invalidate();
         assert!(s.token().unwrap().fresh);
+        assert_eq!(s.signatures(), 2);
     }
 
     #[test]

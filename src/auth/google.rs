@@ -4,7 +4,9 @@
 //! `http` is allowed only to loopback addresses. yup-oauth2 caches the token in memory
 //! and refreshes it shortly before expiry.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
@@ -22,6 +24,11 @@ pub struct GoogleTokenSource {
     auth: Authenticator<HttpsConnector<HttpConnector>>,
     pub client_email: String,
     pub token_uri: String,
+    /// Tokens obtained from the token endpoint (not yup-oauth2's cache) so far.
+    fetches: AtomicU64,
+    /// A hash of the last token handed out — never the token — to tell a fetch from a
+    /// cache hit.
+    last: AtomicU64,
 }
 
 impl std::fmt::Debug for GoogleTokenSource {
@@ -115,7 +122,14 @@ impl GoogleTokenSource {
             auth,
             client_email,
             token_uri,
+            fetches: AtomicU64::new(0),
+            last: AtomicU64::new(0),
         })
+    }
+
+    /// How many tokens came from the token endpoint (not the cache) so far.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
     }
 
     /// An access token for the Android Publisher scope: cached, or fetched now.
@@ -143,6 +157,13 @@ impl GoogleTokenSource {
             uri: self.token_uri.clone(),
             reason: "the response carried no access_token".into(),
         })?;
+        // yup-oauth2 fetches behind its cache: a token not seen last time was fetched.
+        let mut h = DefaultHasher::new();
+        token.hash(&mut h);
+        let h = h.finish() | 1;
+        if self.last.swap(h, Ordering::Relaxed) != h {
+            self.fetches.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(AccessToken {
             token: Secret::new(token),
             expires_at: t.expiration_time().map(std::time::SystemTime::from),

@@ -93,7 +93,8 @@ pub fn classify(report: &Report, backend: &str) -> Option<Incident> {
             ],
         ) || (failed(s) && s.last_status.is_some_and(|c| c >= 500))
     };
-    // Every probe that reached the backend found it down: a complete outage.
+    // Every probe that reached the backend found it down (no backend step of theirs
+    // answered): a complete outage.
     if !backend_steps.is_empty() {
         let probes_hitting: Vec<&str> =
             backend_steps.iter().map(|(p, _)| p.name.as_str()).collect();
@@ -101,7 +102,7 @@ pub fn classify(report: &Report, backend: &str) -> Option<Incident> {
             backend_steps
                 .iter()
                 .filter(|(p, _)| p.name == *name)
-                .any(|(_, s)| unreachable(s))
+                .all(|(_, s)| unreachable(s))
         });
         if all_down {
             return Some(make(

@@ -34,6 +34,9 @@ pub struct Report {
     /// The runbook's windowed alert rules, evaluated over the run history.
     pub alerts: Vec<crate::history::AlertState>,
     pub probes: Vec<ProbeReport>,
+    /// PagerDuty / Slack deliveries of this run (`[alerting]`): metrics and stderr only.
+    #[serde(skip)]
+    pub alerting: Vec<crate::alert::ChannelStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -341,6 +344,7 @@ pub fn build(outcome: &RunOutcome, environment: &str, targets: &SloTargets) -> R
         incident: None,
         alerts: Vec::new(),
         probes,
+        alerting: Vec::new(),
     }
 }
 

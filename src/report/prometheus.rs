@@ -171,6 +171,11 @@ pub fn render_part(report: &Report, part: Part) -> String {
         "1 for the runbook incident type and severity the last run was classified as.",
     );
     f.family(
+        "iap_probe_alert_delivery_failures",
+        "gauge",
+        "Alert notifications (PagerDuty events, Slack messages) the last run could not deliver; retried on the next run.",
+    );
+    f.family(
         "iap_probe_run_duration_seconds",
         "gauge",
         "Wall time of the last run.",
@@ -350,6 +355,14 @@ pub fn render_part(report: &Report, part: Part) -> String {
                 ("severity", i.severity),
             ]),
             1.0,
+        );
+    }
+    for c in &report.alerting {
+        f.add(
+            "iap_probe_alert_delivery_failures",
+            "",
+            labels(&[("environment", env), ("channel", c.channel)]),
+            c.failed as f64,
         );
     }
     f.add(

@@ -51,19 +51,35 @@ pub fn describe(e: &reqwest::Error, timeout: Duration) -> (FailureKind, String) 
         .last()
         .cloned()
         .unwrap_or_else(|| "request failed".into());
-    let what = if e.is_connect() {
-        if detail.contains("dns") || detail.contains("resolve") || detail.contains("lookup") {
-            "DNS lookup failed"
-        } else if detail.contains("certificate") || detail.contains("tls") || detail.contains("TLS")
-        {
-            "TLS handshake failed"
-        } else if detail.contains("refused") {
-            "connection refused"
-        } else {
-            "connection failed"
-        }
-    } else if e.is_body() || e.is_decode() {
+    let all = chain.join(": ").to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| all.contains(w));
+    let https = e.url().is_some_and(|u| u.scheme() == "https");
+    let what = if has(&["dns", "resolve", "lookup", "name or service"]) {
+        "DNS lookup failed"
+    } else if has(&[
+        "certificate",
+        "tls",
+        "handshake",
+        "corrupt message",
+        "alert",
+    ]) || (https && e.is_connect() && !has(&["refused"]))
+    {
+        "TLS handshake failed"
+    } else if has(&["refused"]) {
+        "connection refused"
+    } else if e.is_body()
+        || e.is_decode()
+        || has(&[
+            "connection closed",
+            "reset",
+            "broken pipe",
+            "incomplete",
+            "unexpected eof",
+        ])
+    {
         "connection dropped while reading the response"
+    } else if e.is_connect() {
+        "connection failed"
     } else {
         "request failed"
     };

@@ -264,6 +264,72 @@ fn matched_values(expect: &Expect, ex: &Exchange) -> String {
     }
 }
 
+/// Safe to send twice: the method is idempotent (RFC 9110 section 9.2.2).
+fn idempotent(m: &reqwest::Method) -> bool {
+    use reqwest::Method as M;
+    [M::GET, M::HEAD, M::PUT, M::DELETE, M::OPTIONS, M::TRACE].contains(m)
+}
+
+/// Backoff before retry `n` (0-based): 200 ms doubling, capped at 5 s, with full jitter.
+fn backoff(n: u32) -> Duration {
+    let cap =
+        Duration::from_millis(200u64.saturating_mul(1 << n.min(5))).min(Duration::from_secs(5));
+    cap.mul_f64(rand::random_range(0.5..=1.0))
+}
+
+/// Sends with the step's retry policy. Retried: connection failures before any answer,
+/// timeouts of idempotent requests, and 429/503 (the server asked for it) — never an
+/// assertion failure. A 401 on a store credential refreshes it and retries once.
+async fn send_with_retries(
+    engine: &Engine,
+    step: &Step,
+    p: &Prepared,
+    deadline: Instant,
+    retries: &mut u32,
+) -> Result<Exchange, (FailureKind, String, Option<Duration>)> {
+    let mut refreshed = false;
+    let mut attempt = 0u32;
+    loop {
+        let res = send(engine, step, p, deadline, false).await;
+        if let Ok(ex) = &res
+            && ex.status == 401
+            && !refreshed
+            && matches!(step.auth, Auth::AppStore | Auth::GooglePlay)
+        {
+            // An expired or rotated credential: refresh once (DESIGN: never loop).
+            refreshed = true;
+            *retries += 1;
+            let again = send(engine, step, p, deadline, true).await;
+            if !matches!(&again, Ok(ex) if matches!(ex.status, 429 | 503)) {
+                return again;
+            }
+        }
+        let (retryable, asked) = match &res {
+            Ok(ex) if matches!(ex.status, 429 | 503) => (true, ex.retry_after),
+            Ok(_) => (false, None),
+            Err((FailureKind::Network, reason, _)) => (
+                idempotent(&p.method)
+                    || reason.starts_with("connection refused")
+                    || reason.starts_with("DNS"),
+                None,
+            ),
+            Err((FailureKind::Timeout, _, _)) => (idempotent(&p.method), None),
+            Err(_) => (false, None),
+        };
+        if !retryable || attempt >= step.retry_attempts {
+            return res;
+        }
+        let wait = asked.unwrap_or_default().max(backoff(attempt));
+        if Instant::now() + wait >= deadline {
+            return res;
+        }
+        tracing::debug!(step = %step.name, attempt, wait_ms = wait.as_millis() as u64, "retrying");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+        *retries += 1;
+    }
+}
+
 /// Runs one step, updating `vars` with its captures.
 pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instant) -> StepResult {
     let prepared = match prepare(step, vars) {
@@ -271,19 +337,17 @@ pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instan
         Err(e) => return StepResult::fail(FailureKind::Template, e, None),
     };
     let start = Instant::now();
-    let mut retries = 0;
-    let mut ex = match send(engine, step, &prepared, deadline, false).await {
+    let mut sent_retries = 0u32;
+    let mut ex = match send_with_retries(engine, step, &prepared, deadline, &mut sent_retries).await
+    {
         Ok(ex) => ex,
-        Err((k, r, l)) => return StepResult::fail(k, r, l),
+        Err((k, r, l)) => {
+            let mut f = StepResult::fail(k, r, l);
+            f.retries = sent_retries;
+            return f;
+        }
     };
-    // An expired or rotated credential: refresh once and retry (DESIGN: never loop).
-    if ex.status == 401 && matches!(step.auth, Auth::AppStore | Auth::GooglePlay) {
-        retries += 1;
-        ex = match send(engine, step, &prepared, deadline, true).await {
-            Ok(ex) => ex,
-            Err((k, r, l)) => return StepResult::fail(k, r, l),
-        };
-    }
+    let mut retries = 0;
     let mut latency = ex.elapsed;
     if let Some(poll) = &step.poll {
         loop {
@@ -347,7 +411,7 @@ pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instan
         latency: Some(latency),
         failure: None,
         status: Some(ex.status),
-        retries: if step.poll.is_some() { 0 } else { retries },
+        retries: sent_retries,
         values: Vec::new(),
     };
     if let Some(msg) = judge(&step.expect, &ex, vars) {

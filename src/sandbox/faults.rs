@@ -84,6 +84,21 @@ pub struct RouteFault {
     /// Complete outage: every request gets a 503 HTML page, as from a load balancer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub outage: bool,
+    /// Answer with this body instead (e.g. an HTML error page with status 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Content type for `body` / `body_bytes` (default text/html for `body`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Answer with a body of this many bytes (a 100 MB answer, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_bytes: Option<u64>,
+    /// Headers at once, then the body one byte a second, forever.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trickle: bool,
+    /// Headers and part of the body, then the connection is cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset: bool,
 }
 
 /// Added latency: a fixed duration, uniform between bounds, or normal (clamped at 0).
@@ -115,10 +130,14 @@ impl FaultSpec {
                 return Err(format!("route[{i}].path {:?} must start with '/'", r.path));
             }
             frac(&format!("route[{i}].error_rate"), r.error_rate)?;
+            let shaped = r.body.is_some() || r.body_bytes.is_some();
             if let Some(s) = r.status
                 && !(400..=599).contains(&s)
+                && !(shaped && (200..=599).contains(&s))
             {
-                return Err(format!("route[{i}].status {s}: must be 400..=599"));
+                return Err(format!(
+                    "route[{i}].status {s}: must be 400..=599 (200..=599 with body or body_bytes)"
+                ));
             }
             if let Some(Latency::Uniform { min, max }) = &r.latency
                 && min > max
@@ -173,11 +192,24 @@ fn path_matches(pattern: &str, path: &str) -> bool {
 pub enum Action {
     Hang,
     Outage,
+    /// A hostile answer: odd body, endless trickle, cut connection.
+    Hostile(Hostile),
     Fail {
         status: u16,
         retry_after: Option<Duration>,
     },
     Pass,
+}
+
+/// How to misbehave in the answer itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hostile {
+    pub status: u16,
+    pub body: Option<String>,
+    pub content_type: Option<String>,
+    pub body_bytes: Option<u64>,
+    pub trickle: bool,
+    pub reset: bool,
 }
 
 impl RouteFault {
@@ -203,6 +235,15 @@ impl RouteFault {
             Action::Outage
         } else if self.hang {
             Action::Hang
+        } else if self.trickle || self.reset || self.body.is_some() || self.body_bytes.is_some() {
+            Action::Hostile(Hostile {
+                status: self.status.unwrap_or(200),
+                body: self.body.clone(),
+                content_type: self.content_type.clone(),
+                body_bytes: self.body_bytes,
+                trickle: self.trickle,
+                reset: self.reset,
+            })
         } else if self
             .error_rate
             .is_some_and(|p| p > 0.0 && rng.random_bool(p.min(1.0)))

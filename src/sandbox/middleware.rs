@@ -49,11 +49,84 @@ pub async fn inject_faults(State(state): State<Shared>, req: Request, next: Next
             unavailable()
         }
         Action::Outage => unavailable(),
+        Action::Hostile(h) => hostile(&state, h),
         Action::Fail {
             status,
             retry_after,
         } => injected_error(&path, status, retry_after),
     }
+}
+
+/// Odd answers: a body that is not what the client expects, one that never ends, one
+/// that is cut halfway.
+fn hostile(state: &Shared, h: super::faults::Hostile) -> Response {
+    use axum::body::Body;
+    use futures_util::stream;
+    let status = StatusCode::from_u16(h.status).unwrap_or(StatusCode::OK);
+    let ctype = h.content_type.clone().unwrap_or_else(|| {
+        if h.body.is_some() {
+            "text/html"
+        } else {
+            "application/json"
+        }
+        .to_string()
+    });
+    let mut resp = if h.trickle {
+        let state = state.clone();
+        // One byte a second until the sandbox stops.
+        let s = stream::unfold(state, |state| async move {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = state.shutting_down() => return None,
+            }
+            Some((
+                Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b" ")),
+                state,
+            ))
+        });
+        let first = stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from_static(
+            b"{",
+        ))]);
+        Response::new(Body::from_stream(futures_util::StreamExt::chain(first, s)))
+    } else if h.reset {
+        let parts = [
+            Ok(axum::body::Bytes::from_static(b"{\"valid\": tr")),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected reset",
+            )),
+        ];
+        let mut r = Response::new(Body::from_stream(stream::iter(parts)));
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(1024u64));
+        r
+    } else if let Some(n) = h.body_bytes {
+        const CHUNK: usize = 64 * 1024;
+        let chunk = axum::body::Bytes::from(vec![b' '; CHUNK]);
+        let s = stream::unfold(n, move |left| {
+            let chunk = chunk.clone();
+            async move {
+                (left > 0).then(|| {
+                    let take = left.min(CHUNK as u64);
+                    (
+                        Ok::<_, std::io::Error>(chunk.slice(..take as usize)),
+                        left - take,
+                    )
+                })
+            }
+        });
+        let mut r = Response::new(Body::from_stream(s));
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        r
+    } else {
+        Response::new(Body::from(h.body.clone().unwrap_or_default()))
+    };
+    *resp.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(&ctype) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
 }
 
 fn unavailable() -> Response {

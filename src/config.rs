@@ -144,6 +144,8 @@ struct RunDef {
     deadline: Dur,
     concurrency: usize,
     max_body: usize,
+    /// Extra trusted CA certificates (PEM) for the backend and platform APIs.
+    ca_bundle: Option<PathBuf>,
 }
 
 impl Default for RunDef {
@@ -153,6 +155,7 @@ impl Default for RunDef {
             deadline: Dur(Duration::from_secs(120)),
             concurrency: 1,
             max_body: 10 * 1024 * 1024,
+            ca_bundle: None,
         }
     }
 }
@@ -175,6 +178,8 @@ pub struct Config {
     pub deadline: Duration,
     pub concurrency: usize,
     pub max_body: usize,
+    /// Extra trusted CA certificates (PEM), resolved against the config's folder.
+    pub ca_bundle: Option<PathBuf>,
     /// `None` when `[history] enabled = false`.
     pub history: Option<HistoryConfig>,
     pub alerts: crate::history::AlertRules,
@@ -435,6 +440,7 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
     if !d.out.is_empty() {
         return Err(ConfigError::Invalid(d.out));
     }
+    let ca_bundle = file.run.ca_bundle.as_ref().map(|p| dir.join(p));
     Ok(Config {
         path: path.to_path_buf(),
         probes_dir: dir.join(file.probes_dir.unwrap_or_else(|| "probes".into())),
@@ -455,6 +461,7 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
         deadline: file.run.deadline.0,
         concurrency: file.run.concurrency,
         max_body: file.run.max_body,
+        ca_bundle,
         history,
         alerts: file.alerts,
         alerting,

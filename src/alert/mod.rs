@@ -227,7 +227,11 @@ pub async fn announce(cfg: Option<&AlertingConfig>, report: &mut Report) {
         let saved = tokio::task::spawn_blocking(move || {
             let mut st = Store::open(&path)?;
             for (key, channel, told) in &results {
-                st.delivered(key, channel, told.as_ref().map(|p| *p).map_err(|e| e.as_str()))?;
+                st.delivered(
+                    key,
+                    channel,
+                    told.as_ref().map(|p| *p).map_err(|e| e.as_str()),
+                )?;
             }
             Ok::<_, String>(())
         })

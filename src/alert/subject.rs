@@ -118,7 +118,13 @@ fn segment(s: &str) -> String {
 
 /// `{source}/{environment}/{platform}/{probe}/{rule}`, at most 255 bytes (longer keys keep
 /// a prefix and a hash of the whole, so they stay unique and deterministic).
-pub fn dedup_key(source: &str, environment: &str, platform: &str, probe: &str, rule: &str) -> String {
+pub fn dedup_key(
+    source: &str,
+    environment: &str,
+    platform: &str,
+    probe: &str,
+    rule: &str,
+) -> String {
     let key = [source, environment, platform, probe, rule]
         .iter()
         .map(|s| segment(s))
@@ -250,7 +256,10 @@ pub fn collect(cfg: &AlertingConfig, report: &Report) -> Vec<Subject> {
                 "warning"
             },
             level: a.severity.to_string(),
-            summary: format!("[{}] {} in {env} ({scope}): {}", a.severity, a.rule, a.message),
+            summary: format!(
+                "[{}] {} in {env} ({scope}): {}",
+                a.severity, a.rule, a.message
+            ),
             section,
             details: json!({
                 "rule": a.rule,
@@ -287,7 +296,13 @@ mod tests {
     #[test]
     fn dedup_keys_are_deterministic_and_bounded() {
         assert_eq!(
-            dedup_key("iap-probe", "production", "ios", "ios-purchase", "probe_failing"),
+            dedup_key(
+                "iap-probe",
+                "production",
+                "ios",
+                "ios-purchase",
+                "probe_failing"
+            ),
             "iap-probe/production/ios/ios-purchase/probe_failing"
         );
         assert_eq!(dedup_key("s", "a/b", "", "p", "r"), "s/a-b/-/p/r");

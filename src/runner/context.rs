@@ -60,13 +60,41 @@ fn uses(probes: &[Probe], auth: Auth) -> bool {
 }
 
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, SetupError> {
-    reqwest::Client::builder()
+    client_with_roots(timeout, None)
+}
+
+/// The run's client. Certificate verification is always on; `ca_bundle` adds roots
+/// (a private CA in front of a staging backend) — it never turns checking off.
+pub fn client_with_roots(
+    timeout: Duration,
+    ca_bundle: Option<&std::path::Path>,
+) -> Result<reqwest::Client, SetupError> {
+    let mut b = reqwest::Client::builder()
         .user_agent(concat!("iap-probe/", env!("CARGO_PKG_VERSION")))
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| SetupError::Client(e.to_string()))
+        .pool_idle_timeout(Duration::from_secs(30));
+    if let Some(path) = ca_bundle {
+        let pem = std::fs::read(path).map_err(|e| SetupError::Anchor {
+            path: path.display().to_string(),
+            reason: format!("cannot read run.ca_bundle: {e}"),
+        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::Anchor {
+                path: path.display().to_string(),
+                reason: format!("run.ca_bundle is not a PEM certificate bundle: {e}"),
+            })?;
+        if certs.is_empty() {
+            return Err(SetupError::Anchor {
+                path: path.display().to_string(),
+                reason: "run.ca_bundle holds no certificate".into(),
+            });
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().map_err(|e| SetupError::Client(e.to_string()))
 }
 
 impl Engine {
@@ -148,7 +176,7 @@ impl Engine {
             None
         };
         let anchors = load_anchors(&config)?;
-        let client = http_client(config.request_timeout)?;
+        let client = client_with_roots(config.request_timeout, config.ca_bundle.as_deref())?;
         Ok(Arc::new(Engine {
             config,
             probes,

@@ -41,17 +41,114 @@ impl fmt::Display for Secret {
 
 /// Where a secret comes from in `probe.toml`: `{ env = "NAME" }` or `{ file = "path" }`.
 /// An inline `{ value = "..." }` is accepted only with `insecure_inline = true`.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+///
+/// Deserialising never echoes what was written: a secret pasted where a source belongs
+/// (`admin_token = "abc..."`) is refused with advice, not with serde's usual
+/// `invalid type: string "abc..."`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SecretSource {
-    #[serde(default)]
     pub env: Option<String>,
-    #[serde(default)]
     pub file: Option<PathBuf>,
-    #[serde(default)]
     pub value: Option<String>,
-    #[serde(default)]
     pub insecure_inline: bool,
+}
+
+/// The table form, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceTable {
+    #[serde(default)]
+    env: Option<String>,
+    #[serde(default)]
+    file: Option<PathBuf>,
+    #[serde(default)]
+    value: Option<InlineValue>,
+    #[serde(default)]
+    insecure_inline: bool,
+}
+
+const NOT_INLINE: &str = "a secret is not written here itself (the value is not shown): write { env = \"NAME\" } or { file = \"path\" }";
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SecretSource;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("{ env = \"NAME\" } or { file = \"path\" }")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SecretSource, A::Error> {
+                let t = SourceTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(SecretSource {
+                    env: t.env,
+                    file: t.file,
+                    value: t.value.map(|v| v.0),
+                    insecure_inline: t.insecure_inline,
+                })
+            }
+            // Every scalar may be the secret itself: refuse without echoing it.
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretSource, E> {
+                Err(E::custom(NOT_INLINE))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretSource, E> {
+                Err(E::custom(NOT_INLINE))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretSource, E> {
+                Err(E::custom(NOT_INLINE))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretSource, E> {
+                Err(E::custom(NOT_INLINE))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<SecretSource, E> {
+                Err(E::custom(NOT_INLINE))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<SecretSource, A::Error> {
+                Err(serde::de::Error::custom(NOT_INLINE))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An inline `value`: a string, and never echoed when it is something else.
+struct InlineValue(String);
+
+impl<'de> Deserialize<'de> for InlineValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        const MSG: &str = "`value` must be a string (the value is not shown)";
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = InlineValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<InlineValue, E> {
+                Ok(InlineValue(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<InlineValue, E> {
+                Err(E::custom(MSG))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<InlineValue, E> {
+                Err(E::custom(MSG))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<InlineValue, E> {
+                Err(E::custom(MSG))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<InlineValue, E> {
+                Err(E::custom(MSG))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<InlineValue, E> {
+                Err(E::custom(MSG))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<InlineValue, A::Error> {
+                Err(serde::de::Error::custom(MSG))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<InlineValue, A::Error> {
+                Err(serde::de::Error::custom(MSG))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl fmt::Debug for SecretSource {

@@ -275,19 +275,7 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     let file: ConfigFile = match toml::from_str(src) {
         Ok(f) => f,
-        Err(e) => {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(src, s.start))
-                .map_or((None, None), |(l, c)| (Some(l), Some(c)));
-            return Err(ConfigError::Invalid(vec![Diagnostic {
-                file: path.to_path_buf(),
-                line,
-                column,
-                key: None,
-                message: e.message().to_string(),
-            }]));
-        }
+        Err(e) => return Err(ConfigError::Invalid(vec![toml_diagnostic(src, path, &e)])),
     };
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     check_url(&mut d, &file.backend.base_url, "backend.base_url");
@@ -405,6 +393,23 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
         ),
         ("slo.success_rate", slo.success_rate),
         ("slo.warn_at", slo.warn_at),
+        (
+            "alerts.purchase_critical_below",
+            file.alerts.purchase_critical_below,
+        ),
+        (
+            "alerts.purchase_warning_below",
+            file.alerts.purchase_warning_below,
+        ),
+        ("alerts.verify_percentile", file.alerts.verify_percentile),
+        (
+            "alerts.cache_warning_below",
+            file.alerts.cache_warning_below,
+        ),
+        (
+            "alerts.error_rate_warning_above",
+            file.alerts.error_rate_warning_above,
+        ),
     ] {
         if !(0.0..=1.0).contains(&v) {
             d.out.push(Diagnostic {
@@ -412,7 +417,35 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
                 line: find_key_line(src, name.rsplit('.').next().unwrap_or(name)),
                 column: None,
                 key: Some(name.to_string()),
-                message: format!("{v} must be between 0 and 1"),
+                message: format!("{v} must be between 0 and 1 (a ratio: write 0.995 for 99.5%)"),
+            });
+        }
+    }
+    let a = &file.alerts;
+    for (name, v) in [
+        (
+            "alerts.purchase_critical_window",
+            a.purchase_critical_window,
+        ),
+        ("alerts.purchase_warning_window", a.purchase_warning_window),
+        ("alerts.verify_critical_window", a.verify_critical_window),
+        ("alerts.verify_warning_window", a.verify_warning_window),
+        ("alerts.cache_warning_window", a.cache_warning_window),
+        (
+            "alerts.error_rate_warning_window",
+            a.error_rate_warning_window,
+        ),
+        ("history.retention", file.history.retention),
+        ("run.timeout", file.run.timeout),
+        ("run.deadline", file.run.deadline),
+    ] {
+        if v.0.is_zero() {
+            d.out.push(Diagnostic {
+                file: path.to_path_buf(),
+                line: find_key_line(src, name.rsplit('.').next().unwrap_or(name)),
+                column: None,
+                key: Some(name.to_string()),
+                message: "must be above zero (write e.g. \"5m\")".into(),
             });
         }
     }
@@ -466,6 +499,44 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
         alerts: file.alerts,
         alerting,
     })
+}
+
+/// A TOML or type error: file, line, column, the key path when toml knows it, and what
+/// to do about a missing section or key. Only toml's message is used, never the source
+/// line it would quote (it may hold a secret).
+fn toml_diagnostic(src: &str, path: &Path, e: &toml::de::Error) -> Diagnostic {
+    let (line, column) = e
+        .span()
+        .map(|s| line_col(src, s.start))
+        .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+    // Without its input, toml's Display ends with "in `a.b.c`": the key path.
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let key = bare
+        .to_string()
+        .lines()
+        .find_map(|l| l.strip_prefix("in `").and_then(|l| l.strip_suffix('`')))
+        .map(str::to_string);
+    let mut message = e.message().trim().replace('\n', "; ");
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+        .map(str::to_string)
+    {
+        match key.as_deref() {
+            None | Some("") => message.push_str(&format!(
+                " (add a [{field}] section; `probe sandbox` writes a complete probe.toml to start from)"
+            )),
+            Some(table) => message.push_str(&format!(" (add {field} = ... under [{table}])")),
+        }
+    }
+    Diagnostic {
+        file: path.to_path_buf(),
+        line,
+        column,
+        key,
+        message,
+    }
 }
 
 /// Line of the first `key =` in `src`, for keys without a span.

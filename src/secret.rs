@@ -77,8 +77,12 @@ impl<'de> Deserialize<'de> for SecretSource {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("{ env = \"NAME\" } or { file = \"path\" }")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SecretSource, A::Error> {
-                let t = SourceTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<SecretSource, A::Error> {
+                let t =
+                    SourceTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
                 Ok(SecretSource {
                     env: t.env,
                     file: t.file,
@@ -102,7 +106,10 @@ impl<'de> Deserialize<'de> for SecretSource {
             fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<SecretSource, E> {
                 Err(E::custom(NOT_INLINE))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<SecretSource, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                _: A,
+            ) -> Result<SecretSource, A::Error> {
                 Err(serde::de::Error::custom(NOT_INLINE))
             }
         }
@@ -140,10 +147,16 @@ impl<'de> Deserialize<'de> for InlineValue {
             fn visit_bytes<E: serde::de::Error>(self, _: &[u8]) -> Result<InlineValue, E> {
                 Err(E::custom(MSG))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<InlineValue, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                _: A,
+            ) -> Result<InlineValue, A::Error> {
                 Err(serde::de::Error::custom(MSG))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<InlineValue, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                _: A,
+            ) -> Result<InlineValue, A::Error> {
                 Err(serde::de::Error::custom(MSG))
             }
         }
@@ -229,7 +242,8 @@ impl SecretSource {
 }
 
 /// A secret file others can read is worth a warning, not a refusal (ConfigMaps mount 0644).
-fn warn_if_world_readable(path: &Path) {
+/// Key files read by path (the `.p8`, the service account) get the same warning.
+pub fn warn_if_world_readable(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -256,6 +270,44 @@ mod tests {
             insecure_inline: true,
         };
         assert!(!format!("{src:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn deserialising_never_echoes_a_pasted_secret() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Holder {
+            token: SecretSource,
+        }
+        for text in [
+            "token = \"hunter2-sekrit\"",
+            "token = 8675309",
+            "token = 86.75309",
+            "token = [\"hunter2-sekrit\"]",
+            "token = { value = 8675309, insecure_inline = true }",
+            "token = { value = [\"hunter2-sekrit\"], insecure_inline = true }",
+        ] {
+            // The message alone: toml's Display also quotes the source line.
+            let e = toml::from_str::<Holder>(text)
+                .unwrap_err()
+                .message()
+                .to_string();
+            assert!(
+                !e.contains("hunter2") && !e.contains("8675309") && !e.contains("86.75"),
+                "{e}"
+            );
+            assert!(e.contains("not shown"), "{e}");
+        }
+        let ok: Holder =
+            toml::from_str("token = { value = \"v\", insecure_inline = true }").unwrap();
+        assert_eq!(ok.token.value.as_deref(), Some("v"));
+        let ok: Holder = toml::from_str("token = { env = \"X\" }").unwrap();
+        assert_eq!(ok.token, SecretSource::from_env("X"));
+        let e = toml::from_str::<Holder>("token = { vaule = \"hunter2\" }")
+            .unwrap_err()
+            .message()
+            .to_string();
+        assert!(e.contains("vaule") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -279,13 +279,14 @@ async fn daemon_serves_metrics_health_and_results_then_stops_on_sigterm() {
     assert_eq!(r["verdict"], "pass", "{r:#}");
     assert_eq!(probe_names(&r), ["health", "ios-purchase"]);
 
-    // Runs start an interval apart (each run's start is recorded in the history).
+    // Runs start an interval apart (each run's start is recorded in the history; the
+    // recorded start is after config loading, whose time varies a little).
     let runs = recorded_runs(&sb.path("probe-history.sqlite"));
     assert!(runs.len() >= 2, "{runs:?}");
     for w in runs.windows(2) {
         let gap = w[1].0 - w[0].0;
         assert!(
-            gap >= 900,
+            gap >= 700,
             "runs {gap} ms apart with --interval 1s: {runs:?}"
         );
     }

@@ -408,7 +408,6 @@ async fn low_cache_hit_ratio_fires_the_cache_warning_over_the_window() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: src/runner/step.rs returns on a failed `expect` before capture/record, so the shipped entitlement-sync probe never records a cache_hit_ratio below its 0.85 expectation and cache_hit_ratio_warning (< 80%) cannot fire; see report"]
 async fn low_cache_hit_ratio_from_the_shipped_probe_fires_the_cache_warning() {
     let sb = Sb::start_with(faults(json!({"cache_hit_degradation": 1.0}))).await;
     let run = probe(&[

@@ -106,5 +106,5 @@ pub fn message(
             "text": esc(&format!("run {} · {} · {}", report.run_id, report.started_at, cfg.source)),
         }]
     }));
-    json!({ "text": clip(&text, 3000), "blocks": blocks })
+    json!({ "text": clip(&esc(&text), 3000), "blocks": blocks })
 }

@@ -71,19 +71,35 @@ const EC_OID: &str = "1.2.840.10045.2.1";
 const P256_OID: &str = "1.2.840.10045.3.1.7";
 const RSA_OID: &str = "1.2.840.113549.1.1.1";
 
+/// Where an App Store key comes from, for messages.
+const GET_A_KEY: &str = "App Store Connect > Users and Access > Integrations > In-App Purchase";
+
 /// Reads a `.p8` key as App Store Connect issues it: PKCS#8, EC P-256.
 pub fn load_p8(path: &Path) -> Result<EncodingKey, AuthError> {
-    let text = std::fs::read_to_string(path).map_err(|e| AuthError::KeyFile {
+    let bytes = std::fs::read(path).map_err(|e| AuthError::KeyFile {
         path: path.to_path_buf(),
-        reason: format!("{e} (download the key from App Store Connect > Users and Access > Integrations > In-App Purchase)"),
+        reason: format!("{e} (download the key from {GET_A_KEY})"),
     })?;
-    parse_p8(&text).map_err(|reason| AuthError::BadKey {
+    crate::secret::warn_if_world_readable(path);
+    let bad = |reason: String| AuthError::BadKey {
         path: path.to_path_buf(),
         reason,
-    })
+    };
+    let text = String::from_utf8(bytes).map_err(|_| {
+        bad("a binary file, not a PEM text key (a DER key? convert it: openssl pkcs8 -topk8 -nocrypt -inform DER -in key.der -out AuthKey.p8)".into())
+    })?;
+    parse_p8(&text).map_err(bad)
 }
 
 fn parse_p8(text: &str) -> Result<EncodingKey, String> {
+    if text.trim().is_empty() {
+        return Err(format!(
+            "the key file is empty (download the .p8 key from {GET_A_KEY})"
+        ));
+    }
+    if text.contains("BEGIN ENCRYPTED PRIVATE KEY") {
+        return Err("this key is passphrase-protected (encrypted PKCS#8); App Store keys are not. Decrypt it: openssl pkcs8 -in encrypted.p8 -out AuthKey.p8 (asks for the passphrase)".into());
+    }
     if text.contains("BEGIN EC PRIVATE KEY") {
         return Err("this is a SEC1 EC key; App Store keys are PKCS#8. Convert it: openssl pkcs8 -topk8 -nocrypt -in key.pem -out AuthKey.p8".into());
     }
@@ -91,12 +107,16 @@ fn parse_p8(text: &str) -> Result<EncodingKey, String> {
         return Err("this is an RSA key; the App Store Server API needs the EC P-256 .p8 key from App Store Connect".into());
     }
     if !text.contains("BEGIN PRIVATE KEY") {
-        return Err("not a PEM private key (expected -----BEGIN PRIVATE KEY-----)".into());
+        return Err(format!(
+            "not a PEM private key (expected -----BEGIN PRIVATE KEY-----): use the AuthKey_<KEY_ID>.p8 file from {GET_A_KEY}"
+        ));
     }
+    // A .p8 can be downloaded only once: a damaged one means a new key.
+    let damaged = "the file is damaged or truncated: restore it, or revoke the key and create a new one in App Store Connect";
     let (_, doc) = p256::pkcs8::SecretDocument::from_pem(text)
-        .map_err(|e| format!("unreadable PKCS#8 PEM: {e}"))?;
+        .map_err(|e| format!("unreadable PKCS#8 PEM ({e}); {damaged}"))?;
     let info = p256::pkcs8::PrivateKeyInfo::try_from(doc.as_bytes())
-        .map_err(|e| format!("unreadable PKCS#8 key: {e}"))?;
+        .map_err(|e| format!("unreadable PKCS#8 key ({e}); {damaged}"))?;
     let alg = info.algorithm.oid.to_string();
     if alg == RSA_OID {
         return Err("this is an RSA key; the App Store Server API needs the EC P-256 .p8 key from App Store Connect".into());

@@ -68,6 +68,76 @@ pub fn is_loopback(url: &reqwest::Url) -> bool {
     }
 }
 
+/// Where a service-account key comes from, for messages.
+const GET_A_KEY: &str = "create a JSON key under IAM & Admin > Service accounts > Keys";
+
+/// Parses Google's service-account key-file format. The message says what the file is
+/// instead (an OAuth client, a user credential, ...) and never quotes its content: serde
+/// would echo a bare JSON string, which may be the secret itself.
+pub fn parse_key(bytes: &[u8]) -> Result<ServiceAccountKey, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        let what = if bytes.iter().all(u8::is_ascii_whitespace) {
+            "the file is empty".to_string()
+        } else {
+            // Syntax errors name a place, never the text.
+            format!("not JSON ({e})")
+        };
+        format!("{what}: not a Google service-account key file; {GET_A_KEY}")
+    })?;
+    let Some(obj) = value.as_object() else {
+        return Err(format!(
+            "a JSON {}, not a service-account key object; {GET_A_KEY}",
+            match value {
+                serde_json::Value::Array(_) => "array",
+                serde_json::Value::String(_) => "string",
+                serde_json::Value::Number(_) => "number",
+                serde_json::Value::Bool(_) => "boolean",
+                _ => "null",
+            }
+        ));
+    };
+    let kind = obj.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    let other = if obj.contains_key("installed") || obj.contains_key("web") {
+        Some("an OAuth client ID file (client_secret.json)".to_string())
+    } else if !kind.is_empty() && kind != "service_account" {
+        Some(format!("a {kind:?} credential"))
+    } else {
+        None
+    };
+    if let Some(other) = other {
+        return Err(format!(
+            "this is {other}, not a service-account key; {GET_A_KEY}"
+        ));
+    }
+    for field in ["private_key", "client_email", "token_uri"] {
+        if !obj.contains_key(field) {
+            return Err(format!(
+                "missing field `{field}`: not a complete service-account key; {GET_A_KEY}"
+            ));
+        }
+    }
+    let optional = [
+        "type",
+        "project_id",
+        "private_key_id",
+        "client_id",
+        "auth_uri",
+        "auth_provider_x509_cert_url",
+        "client_x509_cert_url",
+    ];
+    for (field, v) in obj {
+        let required = matches!(field.as_str(), "private_key" | "client_email" | "token_uri");
+        let is_string = v.is_string() || (v.is_null() && !required);
+        if (required || optional.contains(&field.as_str())) && !is_string {
+            return Err(format!(
+                "`{field}` is not a string; use the key file exactly as Google issued it, or {GET_A_KEY}"
+            ));
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|_| format!("not a Google service-account key file; {GET_A_KEY}"))
+}
+
 impl GoogleTokenSource {
     /// Reads a service-account key file (Google's JSON format).
     pub async fn from_key_file(path: &Path, timeout: Duration) -> Result<Self, AuthError> {
@@ -75,11 +145,10 @@ impl GoogleTokenSource {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let key = yup_oauth2::parse_service_account_key(&text).map_err(|e| AuthError::BadKey {
+        crate::secret::warn_if_world_readable(path);
+        let key = parse_key(&text).map_err(|reason| AuthError::BadKey {
             path: path.to_path_buf(),
-            reason: format!(
-                "not a Google service-account key file ({e}); download a JSON key from IAM > Service accounts"
-            ),
+            reason,
         })?;
         Self::from_key(key, timeout).await.map_err(|e| match e {
             AuthError::BadKey { reason, .. } => AuthError::BadKey {
@@ -105,7 +174,9 @@ impl GoogleTokenSource {
         if !key.private_key.contains("BEGIN PRIVATE KEY") {
             return Err(AuthError::BadKey {
                 path: "<memory>".into(),
-                reason: "private_key is not a PKCS#8 PEM key".into(),
+                reason: format!(
+                    "private_key is not a PKCS#8 PEM key (-----BEGIN PRIVATE KEY-----); use the key file exactly as Google issued it, or {GET_A_KEY}"
+                ),
             });
         }
         let client_email = key.client_email.clone();
@@ -116,7 +187,9 @@ impl GoogleTokenSource {
             .await
             .map_err(|e| AuthError::BadKey {
                 path: "<memory>".into(),
-                reason: format!("unusable service-account key: {e}"),
+                reason: format!(
+                    "private_key is not a usable RSA private key ({e}); the file is damaged or was edited: {GET_A_KEY}"
+                ),
             })?;
         Ok(GoogleTokenSource {
             auth,

@@ -14,9 +14,9 @@ pub struct Dur(pub Duration);
 impl Dur {
     /// Parses a humantime string; the error says which text was wrong and why.
     pub fn parse(s: &str) -> Result<Self, String> {
-        humantime::parse_duration(s.trim())
-            .map(Dur)
-            .map_err(|e| format!("invalid duration {s:?}: {e}"))
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            format!("invalid duration {s:?}: {e} (write e.g. \"250ms\", \"2s\" or \"5m\")")
+        })
     }
 
     /// The wrapped duration.

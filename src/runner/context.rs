@@ -149,13 +149,13 @@ impl Engine {
                             what: "google.service_account",
                             reason: e.to_string(),
                         })?;
-                    let key =
-                        yup_oauth2::parse_service_account_key(text.expose()).map_err(|e| {
-                            SetupError::Secret {
-                                what: "google.service_account",
-                                reason: format!("not a service-account key: {e}"),
-                            }
-                        })?;
+                    // Never serde's message: it would echo a bare JSON string.
+                    let key = crate::auth::google::parse_key(text.expose().as_bytes()).map_err(
+                        |reason| SetupError::Secret {
+                            what: "google.service_account",
+                            reason,
+                        },
+                    )?;
                     GoogleTokenSource::from_key(key, config.request_timeout).await?
                 }
             };

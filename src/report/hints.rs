@@ -23,8 +23,8 @@ pub fn for_failure(
         };
     }
     match (kind, status, auth) {
-        (Assertion, Some(401), Some(Auth::AppStore)) => "Apple refused the JWT: check key id, issuer id and bundle id, and that the key is not revoked in App Store Connect".into(),
-        (Assertion, Some(401), Some(Auth::GooglePlay)) => "Google refused the access token: check the service account's Play Console permissions and the androidpublisher scope".into(),
+        (Assertion | Credential, Some(401), Some(Auth::AppStore)) => "Apple refused the JWT: check key id, issuer id and bundle id, and that the key is not revoked in App Store Connect".into(),
+        (Assertion | Credential, Some(401), Some(Auth::GooglePlay)) => "Google refused the access token: check the service account's Play Console permissions and the androidpublisher scope".into(),
         (Assertion, Some(401 | 403), Some(Auth::Admin)) => "the backend refused the admin token: check backend.admin_token".into(),
         (Assertion, Some(s), _) if s >= 500 => format!("{step} answers HTTP {s}: check the service's error logs (grep ERROR /var/log/iap/verification.log) and recent deployments; roll back if it started with one"),
         (Assertion, Some(429), _) => "rate limited: check API quota and rate limits (runbook: API Status Verification)".into(),

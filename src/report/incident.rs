@@ -140,16 +140,26 @@ pub fn classify(report: &Report, backend: &str) -> Option<Incident> {
         ));
     }
     for p in &failing {
-        if let Some(s) = p.steps.iter().find(|s| failed(s) && s.kind == "credential") {
-            return Some(make(
-                SERVER_VERIFICATION,
-                "P1",
+        if let Some(s) = p.steps.iter().find(|s| {
+            failed(s) && (s.kind == "credential" || failed_kind(s, &[FailureKind::Credential]))
+        }) {
+            let summary = if s.kind == "credential" {
                 format!(
                     "authentication: {} could not obtain a credential ({}); refresh the JWT key or service account",
                     p.name, s.name
-                ),
-                backend,
-            ));
+                )
+            } else {
+                let who = match s.target.as_str() {
+                    "apple" => "Apple's App Store Server API",
+                    "google" => "the Google Play Developer API",
+                    _ => "the service",
+                };
+                format!(
+                    "authentication ({}): {who} refused the probe's credential at {} even after a refresh, while the backend is healthy; rotate or re-issue the key",
+                    p.platform, s.name
+                )
+            };
+            return Some(make(SERVER_VERIFICATION, "P1", summary, backend));
         }
     }
     for p in &failing {

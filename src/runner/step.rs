@@ -425,7 +425,18 @@ pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instan
                 result.values.push((name.clone(), v));
             }
         }
-        result.failure = Some((FailureKind::Assertion, msg));
+        // A store credential refused even after a refresh is a credential failure.
+        let kind = if ex.status == 401 && matches!(step.auth, Auth::AppStore | Auth::GooglePlay) {
+            FailureKind::Credential
+        } else {
+            FailureKind::Assertion
+        };
+        let msg = if kind == FailureKind::Credential {
+            format!("credential refused after a refresh and retry: {msg}")
+        } else {
+            msg
+        };
+        result.failure = Some((kind, msg));
         return result;
     }
     if let Err(e) = crate::probe::capture(&step.capture, ex.json.as_ref(), vars) {

@@ -268,7 +268,8 @@ async fn wrong_apple_key_id_fails_ios_at_the_transaction_lookup() {
     let tx = step_of(ios, "apple-transaction");
     assert_eq!(tx["verdict"], "fail", "{tx:#}");
     assert_eq!(tx["last_status"], 401);
-    assert_eq!(tx["failures"][0]["kind"], "assertion", "{tx:#}");
+    // Refused even after a refresh: a credential failure, not a contract mismatch.
+    assert_eq!(tx["failures"][0]["kind"], "credential", "{tx:#}");
     // A 401 earns exactly one retry with a fresh token, never a loop.
     assert_eq!(tx["retries"], 1, "{tx:#}");
     let reason = str_of(&ios["reason"]);

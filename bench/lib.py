@@ -81,6 +81,7 @@ def median(*values):
 def credentials(path):
     """app_store_jwt_signatures google_token_fetches iterations from a probe info log."""
     for line in open(path):
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # the log may be coloured
         if "credentials acquired" in line:
             f = dict(re.findall(r"(\w+)=(\d+)", line))
             print(f["app_store_jwt_signatures"], f["google_token_fetches"], f["iterations"])

@@ -770,6 +770,9 @@ async fn start_gateway(dir: &Path) -> Gateway {
         let log = dir.join(format!("pushgateway-{attempt}.log"));
         let child = Command::new("prometheus-pushgateway")
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // Debian's build persists to /var/lib/prometheus by default: keep each
+            // test's gateway to itself.
+            .arg("--persistence.file=")
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -73,5 +73,25 @@ pub async fn push(
         );
         put(client, url, render_part(report, Part::Probe(i))).await?;
     }
-    put(client, base, render_part(report, Part::Run)).await
+    // Run-level figures are keyed by the platforms the run covered, so an iOS CronJob and
+    // an Android one do not overwrite each other's.
+    let mut platforms: Vec<&str> = report
+        .probes
+        .iter()
+        .map(|p| p.platform.as_str())
+        .filter(|p| *p != "any")
+        .collect();
+    platforms.sort();
+    platforms.dedup();
+    let platforms = if platforms.is_empty() {
+        "any".to_string()
+    } else {
+        platforms.join("+")
+    };
+    put(
+        client,
+        format!("{base}/{}", segment("run_platforms", &platforms)),
+        render_part(report, Part::Run),
+    )
+    .await
 }

@@ -453,7 +453,7 @@ async fn progress(
         ),
         (None, Some(n)) => (
             n,
-            "{spinner} {elapsed:>4} [{bar:30}] {pos}/{len} iterations ({per_sec}, eta {eta})",
+            "{spinner} {elapsed:>4} [{bar:30}] {pos}/{len} iterations {msg}",
         ),
         (None, None) => return,
     };
@@ -464,12 +464,13 @@ async fn progress(
     }
     loop {
         let n = done.load(Ordering::Relaxed);
+        let rate = n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         if duration.is_some() {
             bar.set_position((t0.elapsed().as_millis() as u64).min(len));
-            let rate = n as f64 / t0.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("{n} iterations ({rate:.0}/s)"));
         } else {
             bar.set_position(n.min(len));
+            bar.set_message(format!("({rate:.0}/s)"));
         }
         tokio::select! {
             _ = &mut stop => break,

@@ -29,6 +29,9 @@ pub struct GoogleTokenSource {
     /// A hash of the last token handed out — never the token — to tell a fetch from a
     /// cache hit.
     last: AtomicU64,
+    /// One acquisition at a time: yup-oauth2 does not coalesce concurrent requests, so
+    /// without this every sampling worker that starts on an empty cache fetches its own.
+    gate: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for GoogleTokenSource {
@@ -197,6 +200,7 @@ impl GoogleTokenSource {
             token_uri,
             fetches: AtomicU64::new(0),
             last: AtomicU64::new(0),
+            gate: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -207,6 +211,9 @@ impl GoogleTokenSource {
 
     /// An access token for the Android Publisher scope: cached, or fetched now.
     pub async fn token(&self) -> Result<AccessToken, AuthError> {
+        // Workers that start together wait for the first one's token (then a cache hit)
+        // instead of each calling the token endpoint.
+        let _one_at_a_time = self.gate.lock().await;
         let t = self
             .auth
             .token(&[ANDROID_PUBLISHER_SCOPE])
@@ -217,6 +224,7 @@ impl GoogleTokenSource {
 
     /// Drops the cached token and fetches a new one (after a 401).
     pub async fn refresh(&self) -> Result<AccessToken, AuthError> {
+        let _one_at_a_time = self.gate.lock().await;
         let t = self
             .auth
             .force_refreshed_token(&[ANDROID_PUBLISHER_SCOPE])

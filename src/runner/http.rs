@@ -16,6 +16,31 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// Replaces every occurrence of each secret in the body with `[redacted]` (and
+    /// re-reads the JSON), before anything quotes or captures it.
+    pub fn redact(&mut self, secrets: &[&str]) {
+        let mut changed = false;
+        for s in secrets.iter().filter(|s| s.len() >= 8) {
+            let needle = s.as_bytes();
+            let mut out = Vec::with_capacity(self.body.len());
+            let mut i = 0;
+            while i < self.body.len() {
+                if self.body[i..].starts_with(needle) {
+                    out.extend_from_slice(b"[redacted]");
+                    i += needle.len();
+                    changed = true;
+                } else {
+                    out.push(self.body[i]);
+                    i += 1;
+                }
+            }
+            self.body = out;
+        }
+        if changed {
+            self.json = serde_json::from_slice(&self.body).ok();
+        }
+    }
+
     /// The start of the body as text, for messages.
     pub fn snippet(&self) -> String {
         let text = String::from_utf8_lossy(&self.body[..self.body.len().min(200)]);

@@ -191,13 +191,26 @@ async fn send(
             .header(reqwest::header::CONTENT_TYPE, *ctype)
             .body(bytes.clone());
     }
+    let mut sent = None;
     match bearer(engine, step.auth, refresh).await {
-        Ok(Some(token)) => req = req.bearer_auth(token),
+        Ok(Some(token)) => {
+            req = req.bearer_auth(&token);
+            sent = Some(token);
+        }
         Ok(None) => {}
         Err(e) => return Err((FailureKind::Credential, e, None)),
     }
+    let mut secrets: Vec<&str> = sent.iter().map(String::as_str).collect();
+    if let Some(admin) = &engine.admin {
+        secrets.push(admin.expose());
+    }
     exchange(req, timeout, engine.config.max_body)
         .await
+        // A server that echoes the credential back must not get it into a report.
+        .map(|mut ex| {
+            ex.redact(&secrets);
+            ex
+        })
         .map_err(|f| match f.kind {
             // The run's deadline, not the request timeout, ended it: say which.
             FailureKind::Timeout if cut_by_deadline => (

@@ -84,11 +84,12 @@ async fn a_hung_endpoint_ends_within_the_deadline_plus_a_second() {
     .await;
     let took = t0.elapsed();
     run.expect_code(1);
-    assert!(
-        took < Duration::from_secs(3) + Duration::from_millis(500),
-        "took {took:?}"
-    );
+    // The engine's own clock: the run ends within the deadline plus a second. The process
+    // bound is only a safety net (a loaded CI machine adds start-up time, not hangs).
+    assert!(took < Duration::from_secs(20), "took {took:?}");
     let report = run.json();
+    let ran = report["duration_seconds"].as_f64().unwrap();
+    assert!(ran <= 3.0, "ran {ran} s with --deadline 2s");
     assert_eq!(report["deadline_hit"], true);
     let verify = step_of(probe_of(&report, "android-purchase"), "verify");
     assert_eq!(kind(verify), "deadline", "{verify}");

@@ -325,7 +325,8 @@ async fn entitlement_slower_than_within_fails_the_poll() {
     // It gave up after `within`, not after the 5 s the entitlement would have taken.
     let waited = ent["latency"]["max"].as_f64().unwrap();
     assert!((0.8..3.0).contains(&waited), "waited {waited} s");
-    assert!(run.elapsed < Duration::from_secs(5), "{:?}", run.elapsed);
+    // A safety net only: the figures above are the engine's own clock.
+    assert!(run.elapsed < Duration::from_secs(20), "{:?}", run.elapsed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,7 +472,12 @@ async fn request_timeout_ends_a_hung_verify() {
         assert_eq!(step_of(p, "entitlement")["skipped"], 1);
     }
     assert_eq!(probe_of(&r, "health")["verdict"], "pass");
-    assert!(run.elapsed < Duration::from_secs(8), "{:?}", run.elapsed);
+    assert!(
+        r["duration_seconds"].as_f64().unwrap() < 8.0,
+        "{}",
+        r["duration_seconds"]
+    );
+    assert!(run.elapsed < Duration::from_secs(30), "{:?}", run.elapsed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -499,11 +505,13 @@ async fn run_deadline_ends_a_hung_run_and_still_reports() {
     .await;
     run.expect_code(1);
     assert!(
-        run.elapsed < Duration::from_secs(8),
+        run.elapsed < Duration::from_secs(30),
         "the 3 s deadline did not end the run: {:?}",
         run.elapsed
     );
     let r = run.json();
+    let ran = r["duration_seconds"].as_f64().unwrap();
+    assert!(ran <= 4.0, "the 3 s deadline did not end the run: {ran} s");
     assert_eq!(r["deadline_seconds"], 3.0);
     assert_eq!(r["deadline_hit"], true, "{r:#}");
     let took = r["duration_seconds"].as_f64().unwrap();

@@ -7,7 +7,8 @@
 #   BENCH_QUICK=1 bench/run.sh   # smaller counts, a minute or two: to check the script
 #
 # Knobs (environment): N, C (throughput requests and concurrency), RUNS (hyperfine runs),
-# FIDELITY_RUNS, SCALE (sample counts for the memory check), BENCH_NO_INSTALL=1.
+# FIDELITY_RUNS, SCALE (sample counts for the memory check), BENCH_NO_INSTALL=1,
+# BENCH_NO_FLOOR=1 (skip building bench/floor, the HTTP-client baseline).
 #
 # Everything it starts (sandboxes, blackbox_exporter) listens on 127.0.0.1 only and is
 # stopped on exit, by process id.
@@ -70,6 +71,14 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 log "cargo build --release --locked"
 cargo build --release --locked >&2
 PROBE=$ROOT/target/release/probe
+# The HTTP client floor (bench/floor): same reqwest as probe, and bare hyper.
+FLOOR=""
+if [[ -z ${BENCH_NO_FLOOR:-} ]]; then
+    log "building bench/floor"
+    CARGO_TARGET_DIR=$ROOT/target/bench-floor cargo build --release --locked \
+        --manifest-path bench/floor/Cargo.toml >&2
+    FLOOR=$ROOT/target/bench-floor/release/bench-floor
+fi
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
@@ -125,36 +134,59 @@ emit ""
 emit "probe $("$PROBE" --version | cut -d' ' -f2), $(oha --version), hey (Debian $(dpkg-query -W -f='${Version}' hey)), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(hurl --version | head -1 | cut -d' ' -f1-2), $(curl --version | head -1 | cut -d' ' -f1-2), blackbox_exporter $(dpkg-query -W -f='${Version}' prometheus-blackbox-exporter), $(hyperfine --version)"
 
 # ---------------------------------------------------------------------------------------
-log "1. throughput: $N requests, $C concurrent, $RUNS runs each"
+log "1. throughput: $N requests, $C concurrent, $RUNS rounds"
 P_RUN=("$PROBE" run --config "$CFG_plain" --probe health --format json)
+# Whole-process wall clock for the tools that take a request count.
 hyperfine -N --style basic --warmup 1 --runs "$RUNS" --export-json "$OUT/throughput.json" \
     -n probe "${P_RUN[*]} --iterations $N --concurrency $C" \
     -n oha "oha -n $N -c $C --no-tui $URL_plain" \
     -n hey "hey -n $N -c $C $URL_plain" >&2
-wrk_rps=()
-for _ in $(seq "$RUNS"); do
-    wrk -t 2 -c "$C" -d 5s "$URL_plain" >"$OUT/wrk.txt"
-    wrk_rps+=("$($LIB wrk "$OUT/wrk.txt")")
-done
-wrk_med=$($LIB median "${wrk_rps[@]}")
 declare -A RPS
-while read -r name med min max sd runs; do
+while read -r name med _; do
     RPS[$name]=$(python3 -c "print(f'{$N / $med:.0f}')")
     printf -v "WALL_$name" '%s' "$med"
 done < <($LIB hyperfine "$OUT/throughput.json")
-best=$(python3 -c "print(max(${RPS[oha]}, ${RPS[hey]}, $wrk_med))")
+# Each tool's own req/s (its clock, after start-up), interleaved rounds so that a burst
+# of load from elsewhere on the machine hits every tool alike.
+declare -A OWN=()
+for r in $(seq "$RUNS"); do
+    "${P_RUN[@]}" --iterations "$N" --concurrency "$C" >"$OUT/tp-probe-$r.json"
+    OWN[probe]+="$(python3 -c "import json; r=json.load(open('$OUT/tp-probe-$r.json')); print(r['probes'][0]['iterations'] / r['duration_seconds'])") "
+    oha -n "$N" -c "$C" --no-tui --output-format json "$URL_plain" >"$OUT/tp-oha-$r.json"
+    OWN[oha]+="$($LIB oha "$OUT/tp-oha-$r.json" | cut -d' ' -f3) "
+    hey -n "$N" -c "$C" "$URL_plain" >"$OUT/tp-hey-$r.txt"
+    OWN[hey]+="$($LIB hey "$OUT/tp-hey-$r.txt" | cut -d' ' -f3) "
+    wrk -t 2 -c "$C" -d 3s "$URL_plain" >"$OUT/tp-wrk-$r.txt"
+    OWN[wrk]+="$($LIB wrk "$OUT/tp-wrk-$r.txt") "
+    if [[ -x $FLOOR ]]; then
+        for m in reqwest hyper; do
+            OWN[floor-$m]+="$("$FLOOR" "$m" "$URL_plain" "$N" "$C" | cut -d' ' -f4) "
+        done
+    fi
+done
+declare -A MED
+for t in "${!OWN[@]}"; do
+    # shellcheck disable=SC2086
+    MED[$t]=$($LIB median ${OWN[$t]})
+done
+best=$(python3 -c "print(max(${MED[oha]}, ${MED[hey]}, ${MED[wrk]}))")
+best_wall=$(python3 -c "print(max(${RPS[oha]}, ${RPS[hey]}))")
 emit ""
 emit "## 1. Throughput — GET /iap/health, $N requests, $C concurrent, keep-alive"
 emit ""
-emit "| tool | median wall (s) | req/s (N / median wall) | vs best peer |"
-emit "| --- | ---: | ---: | ---: |"
+emit "| tool | own req/s (median of $RUNS) | vs best peer | whole-process wall (s) | N / wall | vs best peer |"
+emit "| --- | ---: | ---: | ---: | ---: | ---: |"
 for t in probe oha hey; do
     w=WALL_$t
-    emit "| $t | $(printf '%.3f' "${!w}") | ${RPS[$t]} | $(ratio "${RPS[$t]}" "$best") |"
+    emit "| $t | $(printf '%.0f' "${MED[$t]}") | $(ratio "${MED[$t]}" "$best") | $(printf '%.3f' "${!w}") | ${RPS[$t]} | $(ratio "${RPS[$t]}" "$best_wall") |"
 done
-emit "| wrk (-t2, 5 s, its own req/s) | — | $(printf '%.0f' "$wrk_med") | $(ratio "$wrk_med" "$best") |"
+emit "| wrk (-t2, 3 s runs) | $(printf '%.0f' "${MED[wrk]}") | $(ratio "${MED[wrk]}" "$best") | — | — | — |"
+if [[ -n ${MED[floor-reqwest]:-} ]]; then
+    emit "| *floor: probe's reqwest client, no probe logic* | $(printf '%.0f' "${MED[floor-reqwest]}") | $(ratio "${MED[floor-reqwest]}" "$best") | — | — | — |"
+    emit "| *floor: hyper conn per worker (oha's way)* | $(printf '%.0f' "${MED[floor-hyper]}") | $(ratio "${MED[floor-hyper]}" "$best") | — | — | — |"
+fi
 emit ""
-emit "Goal: probe >= 0.90 of the best peer → $(ratio "${RPS[probe]}" "$best")"
+emit "Goal: probe >= 0.90 of the best peer → $(ratio "${MED[probe]}" "$best") (own req/s), $(ratio "${RPS[probe]}" "$best_wall") (wall, vs oha/hey)"
 
 # ---------------------------------------------------------------------------------------
 log "2. fidelity: injected 20 ms and 200 ms, $FIDELITY_RUNS runs each"
@@ -173,14 +205,16 @@ PIDS+=($!)
 wait_for "http://127.0.0.1:$BB_PORT/metrics"
 
 emit ""
-emit "## 2. Fidelity — sandbox injects a fixed latency on /iap/health; reported p50 / p99 (ms)"
+emit "## 2. Fidelity — sandbox injects a fixed latency on /iap/health (0: none); reported p50 / p99 (ms)"
 emit ""
 emit "| injected | tool | samples | p50 | p99 | p50 − injected |"
 emit "| ---: | --- | ---: | ---: | ---: | ---: |"
-for ms in 20 200; do
-    name=l$ms cfg=CFG_l$ms url=URL_l$ms
+F0=$F20 BB0=$BB20 CFG_l0=$CFG_plain URL_l0=$URL_plain
+for ms in 0 20 200; do
+    cfg=CFG_l$ms url=URL_l$ms
     n=F$ms bbn=BB$ms
-    rate=$(python3 -c "print($FC * 1000 / $ms / 2)")
+    # Half the workers' capacity (0 ms: a fixed 1000/s).
+    rate=$(python3 -c "print($FC * 1000 / $ms / 2 if $ms else 1000.0)")
     declare -A P50=() P99=() CNT=()
     for run in $(seq "$FIDELITY_RUNS"); do
         "$PROBE" run --config "${!cfg}" --probe health --format json \

@@ -150,7 +150,7 @@ struct OutputArgs {
     concurrency: Option<usize>,
     /// Fixed arrival rate: start N iterations per second per probe, whatever the answers'
     /// speed; a late start is measured from when it was due (coordinated omission).
-    #[arg(long, value_name = "PER_SECOND")]
+    #[arg(long, value_name = "PER_SECOND", value_parser = parse_rate, allow_negative_numbers = true)]
     rate: Option<f64>,
     /// Sample for this long, e.g. 30s (with --iterations, whichever ends first).
     #[arg(long, value_parser = parse_duration)]
@@ -170,6 +170,13 @@ struct RunArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 120s or 2m)"))
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err("write iterations per second above zero, e.g. 100 or 0.5".into()),
+    }
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {

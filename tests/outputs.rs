@@ -1040,3 +1040,148 @@ async fn a_push_that_fails_warns_and_keeps_the_probes_exit_code() {
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percentile_gauges_are_the_reports_hdr_percentiles() {
+    let sb = Sb::start_with(faults(json!({
+        // Spread verify's latencies so p50 and p99 differ and a swapped label shows.
+        "seed": 7,
+        "route": [{"path": "/iap/verify", "latency": {"min": "1ms", "max": "40ms"}}]
+    })))
+    .await;
+    let gw = start_gateway(sb.dir.path()).await;
+    // One run, both forms: JSON on stdout, the metrics through the pushgateway.
+    let run = probe(&[
+        "run",
+        "--config",
+        &sb.config_str(),
+        "--probe",
+        "ios-purchase",
+        "--iterations",
+        "30",
+        "--format",
+        "json",
+        "--push",
+        &gw.url,
+    ])
+    .await;
+    run.expect_code(0);
+    let r = run.json();
+    let body = scrape(&gw.url).await;
+    assert_promtool_clean(&ours(&body));
+    let m = parse_metrics(&body);
+    let p = probe_of(&r, "ios-purchase");
+    for s in p["steps"].as_array().unwrap() {
+        let step = str_of(&s["name"]);
+        let lat = &s["latency"];
+        let at = |q: &str| {
+            one(
+                &m,
+                "iap_probe_step_latency_seconds",
+                &[("probe", "ios-purchase"), ("step", step), ("percentile", q)],
+            )
+        };
+        let (p50, p95, p99) = (at("50"), at("95"), at("99"));
+        for (q, got) in [("p50", p50), ("p95", p95), ("p99", p99)] {
+            let want = lat[q].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-9, "{step} {q}: {got} vs {want}");
+        }
+        assert!(p50 <= p95 && p95 <= p99, "{step}: {p50} {p95} {p99}");
+        // The gauges and the histogram describe the same samples.
+        let base = [("probe", "ios-purchase"), ("step", step)];
+        assert_eq!(
+            one(&m, "iap_probe_step_duration_seconds_count", &base),
+            lat["samples"].as_f64().unwrap(),
+            "{step}"
+        );
+    }
+    let v = &step_of(p, "verify")["latency"];
+    assert_eq!(v["samples"], 30);
+    assert!(
+        v["p99"].as_f64().unwrap() > v["p50"].as_f64().unwrap(),
+        "spread latencies: {v:#}"
+    );
+    // Only the three exported percentiles.
+    let qs: BTreeSet<&str> = find(&m, "iap_probe_step_latency_seconds", &[])
+        .iter()
+        .map(|s| s.labels["percentile"].as_str())
+        .collect();
+    assert_eq!(qs, ["50", "95", "99"].into_iter().collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_prints_the_table_writes_junit_and_pushes() {
+    let sb = Sb::start().await;
+    let gw = start_gateway(sb.dir.path()).await;
+    let junit = sb.path("ci/junit.xml");
+    std::fs::create_dir_all(junit.parent().unwrap()).unwrap();
+    let run = probe(&[
+        "run",
+        "--config",
+        &sb.config_str(),
+        "--format",
+        "table",
+        "--junit-output",
+        junit.to_str().unwrap(),
+        "--push",
+        &gw.url,
+    ])
+    .await;
+    run.expect_code(0);
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+
+    // The human view on stdout.
+    let out = &run.stdout;
+    assert!(out.starts_with("iap-probe run "), "{out}");
+    assert!(
+        out.contains("PASS  5 probes: 5 passed, 0 warned, 0 failed (exit 0)"),
+        "{out}"
+    );
+    let mut words = out.lines().next().unwrap().split_whitespace();
+    let run_id = words.nth(2).unwrap();
+    let started = out
+        .lines()
+        .next()
+        .unwrap()
+        .split("started ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    let started = humantime::parse_rfc3339(started)
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+
+    // The file for the CI, of the same run.
+    assert_valid_junit(&junit);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let suites = children(doc.root_element(), "testsuite");
+    assert_eq!(suites.len(), SHIPPED.len() + 1, "{xml}");
+    for s in &suites {
+        assert_eq!(properties(*s)["run_id"], run_id, "{}", attr(*s, "name"));
+    }
+
+    // The metrics in the gateway, of the same run.
+    let body = scrape(&gw.url).await;
+    assert_promtool_clean(&ours(&body));
+    let m = parse_metrics(&body);
+    for name in SHIPPED {
+        assert_eq!(
+            one(
+                &m,
+                "iap_probe_success",
+                &[("job", "iap_probe"), ("probe", name)]
+            ),
+            1.0,
+            "{name}"
+        );
+    }
+    let t = one(
+        &m,
+        "iap_probe_last_run_timestamp_seconds",
+        &[("job", "iap_probe"), ("environment", "sandbox")],
+    );
+    assert!((t - started).abs() < 0.001, "pushed {t} vs table {started}");
+}

@@ -93,6 +93,11 @@ fn spawn(args: &[String], log: &Path) -> Child {
 /// Starts `probe daemon --config CFG --interval 1s --listen 127.0.0.1:PORT EXTRA...` on
 /// a free port (another if it was taken meanwhile) and waits until it answers /healthz.
 async fn start_daemon(dir: &Path, cfg: &str, extra: &[&str]) -> Daemon {
+    start_daemon_every(dir, cfg, "1s", extra).await
+}
+
+/// [`start_daemon`] with another `--interval`.
+async fn start_daemon_every(dir: &Path, cfg: &str, interval: &str, extra: &[&str]) -> Daemon {
     let client = http();
     let mut last = String::new();
     for attempt in 0..5 {
@@ -102,7 +107,7 @@ async fn start_daemon(dir: &Path, cfg: &str, extra: &[&str]) -> Daemon {
             "--config",
             cfg,
             "--interval",
-            "1s",
+            interval,
             "--listen",
             &format!("127.0.0.1:{port}"),
         ]
@@ -452,4 +457,74 @@ async fn daemon_with_a_bad_config_exits_2_at_start() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitter_spaces_runs_between_the_interval_and_the_interval_plus_its_share() {
+    // src/daemon.rs: the next run starts interval + U[0, jitter) * interval after the
+    // previous one started. 250 ms and 100%: starts 250..500 ms apart.
+    const INTERVAL: i64 = 250;
+    const RUNS: usize = 11;
+    let sb = Sb::start().await;
+    let mut d = start_daemon_every(
+        sb.dir.path(),
+        &sb.config_str(),
+        "250ms",
+        &["--jitter", "100%", "--probe", "health"],
+    )
+    .await;
+    metrics_after_runs(&d, RUNS as f64, Duration::from_secs(60)).await;
+    d.terminate();
+    let status = d.exit_within(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{}", d.stderr());
+
+    let runs = recorded_runs(&sb.path("probe-history.sqlite"));
+    assert!(runs.len() >= RUNS, "{runs:?}");
+    let gaps: Vec<i64> = runs.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    // The recorded start comes after config loading and credentials, whose time varies a
+    // little from run to run (EARLY); a busy shared machine may also wake the timer late
+    // (LATE). The health runs themselves take a few ms, far below the interval.
+    const EARLY: i64 = 50;
+    const LATE: i64 = 150;
+    for g in &gaps {
+        assert!(
+            (INTERVAL - EARLY..=2 * INTERVAL + LATE).contains(g),
+            "a start {g} ms after the previous one, outside [{INTERVAL}, {}] ms: {gaps:?}",
+            2 * INTERVAL
+        );
+    }
+    // Jitter is applied, and drawn per run rather than a fixed extra delay: with 100%,
+    // each gap is above 1.3 x interval with chance 0.7 and below 1.7 x with chance 0.7,
+    // so ten gaps all on one side of either mark happen with chance 6e-6.
+    let widest = *gaps.iter().max().unwrap();
+    assert!(
+        widest > INTERVAL * 13 / 10,
+        "no gap above {} ms with --jitter 100%: {gaps:?}",
+        INTERVAL * 13 / 10
+    );
+    let narrowest = *gaps.iter().min().unwrap();
+    assert!(
+        narrowest < INTERVAL * 17 / 10,
+        "every gap above {} ms: the jitter is not random: {gaps:?}",
+        INTERVAL * 17 / 10
+    );
+
+    // A share outside 0..100% is refused at start.
+    let log = sb.path("bad-jitter.log");
+    let args: Vec<String> = ["daemon", "--config", &sb.config_str(), "--jitter", "150%"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut bad = Daemon {
+        child: spawn(&args, &log),
+        url: String::new(),
+        log,
+    };
+    let status = bad.exit_within(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(2), "{}", bad.stderr());
+    assert!(
+        bad.stderr().contains("between 0% and 100%"),
+        "{}",
+        bad.stderr()
+    );
 }

@@ -594,3 +594,158 @@ async fn sigkill_at_any_moment_leaves_the_store_sound() {
     assert_eq!(runs_in(&path), before + 1, "a new run still records");
     assert_store_sound(&path);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_wal_and_its_histograms_are_hdr_v2() {
+    let sb = Sb::start().await;
+    let run = probe(&[
+        "run",
+        "--config",
+        &sb.config_str(),
+        "--probe",
+        "ios-purchase",
+        "--iterations",
+        "5",
+        "--format",
+        "json",
+    ])
+    .await;
+    run.expect_code(0);
+    let r = run.json();
+    let latency = &step_of(probe_of(&r, "ios-purchase"), "verify")["latency"];
+
+    // WAL is a property of the file: a fresh connection (not the prober's) sees it.
+    let conn = rusqlite::Connection::open(store_path(&sb)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+
+    let blob: Vec<u8> = conn
+        .query_row(
+            "SELECT histogram FROM step_runs WHERE probe = 'ios-purchase' AND step = 'verify'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // hdrhistogram's V2 cookie (uncompressed, word size 8), big-endian, then the data.
+    assert_eq!(
+        u32::from_be_bytes(blob[..4].try_into().unwrap()),
+        0x1c84_9313,
+        "not the V2 encoding"
+    );
+    let h: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut &blob[..])
+        .expect("the V2 deserializer reads the stored blob");
+    // The same samples as the run's report (microseconds there, seconds here).
+    assert_eq!(h.len(), 5);
+    assert_eq!(latency["samples"], 5);
+    let sec = |micros: u64| micros as f64 / 1e6;
+    assert_eq!(
+        sec(h.value_at_quantile(0.5)),
+        latency["p50"].as_f64().unwrap()
+    );
+    assert_eq!(
+        sec(h.value_at_quantile(0.99)),
+        latency["p99"].as_f64().unwrap()
+    );
+    assert_eq!(sec(h.max()), latency["max"].as_f64().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_verify_fires_the_latency_critical_rule() {
+    let sb = Sb::start_with(faults(json!({
+        "route": [{"path": "/iap/verify", "latency": "100ms"}]
+    })))
+    .await;
+    // The runbook's 10 s over 5 min, scaled down so a 100 ms verify crosses it.
+    sb.edit("probe.toml", |s| {
+        format!("{s}\n[alerts]\nverify_critical_above = \"50ms\"\n")
+    });
+    let run = probe(&[
+        "run",
+        "--config",
+        &sb.config_str(),
+        "--probe",
+        "ios-purchase",
+        "--format",
+        "json",
+    ])
+    .await;
+    // Within the step's own 2 s SLO: the run passes, the windowed rule fires.
+    run.expect_code(0);
+    let r = run.json();
+    let a = alert(&r["alerts"], "verify_latency_critical");
+    assert_eq!(a["firing"], true, "{a:#}");
+    assert_eq!(a["severity"], "critical");
+    assert_eq!(a["threshold"], 0.05);
+    assert_eq!(
+        a["window_seconds"], 300,
+        "default verify_critical_window 5m"
+    );
+    assert_eq!(a["samples"], 1);
+    let v = a["value"].as_f64().unwrap();
+    assert!((0.1..2.0).contains(&v), "{v}");
+    assert!(str_of(&a["message"]).contains("> 50 ms"), "{a:#}");
+    // The warning rule keeps its 5 s default and stays quiet.
+    assert!(!firing(&r["alerts"], "verify_latency_warning"));
+    let h = history_json(&sb, &[]).await;
+    assert!(firing(&h["alerts"], "verify_latency_critical"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_window_decides_which_runs_a_rule_sees() {
+    let sb = Sb::start_with(faults(json!({
+        "route": [{"path": "/iap/verify", "status": 503, "error_rate": 1.0}]
+    })))
+    .await;
+    sb.edit("probe.toml", |s| {
+        format!("{s}\n[alerts]\npurchase_critical_window = \"1s\"\n")
+    });
+    let cfg = sb.config_str();
+    let args = [
+        "run",
+        "--config",
+        &cfg,
+        "--probe",
+        "ios-purchase",
+        "--format",
+        "json",
+    ];
+    let run = probe(&args).await;
+    run.expect_code(1);
+    let failed = run.json();
+    let a = alert(&failed["alerts"], "purchase_success_critical");
+    assert_eq!(a["window_seconds"], 1, "{a:#}");
+    assert_eq!(a["firing"], true, "{a:#}");
+    assert!(str_of(&a["message"]).contains("over 1"), "{a:#}");
+
+    // Wait (by the clock: the window is about time) until the failed run is out of 1 s.
+    let old = started_at(&failed) + Duration::from_millis(1500);
+    let limit = Instant::now() + Duration::from_secs(10);
+    while SystemTime::now() < old {
+        assert!(Instant::now() < limit, "the clock does not move");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sb.set_faults(json!({})).await;
+    let run = probe(&args).await;
+    run.expect_code(0);
+    let r = run.json();
+    // The 1 s window holds the passing run only...
+    let a = alert(&r["alerts"], "purchase_success_critical");
+    assert_eq!(
+        (a["samples"].as_u64(), a["value"].as_f64()),
+        (Some(1), Some(1.0)),
+        "{a:#}"
+    );
+    assert_eq!(a["firing"], false, "{a:#}");
+    // ...while the default 15 min warning window, over the same store, still sees both.
+    let w = alert(&r["alerts"], "purchase_success_warning");
+    assert_eq!(w["window_seconds"], 900);
+    assert_eq!(
+        (w["samples"].as_u64(), w["value"].as_f64()),
+        (Some(2), Some(0.5)),
+        "{w:#}"
+    );
+    assert_eq!(w["firing"], true, "{w:#}");
+}

@@ -224,3 +224,72 @@ async fn failing_verification_is_p1_on_one_platform_and_p0_on_all() {
     assert!(summary(i).contains("every platform"), "{i:#}");
     assert_eq!(probe_of(&r, "health")["verdict"], "pass");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apple_api_failing_with_a_healthy_backend_is_a_p1_platform_specific_failure() {
+    // Apple's App Store Server API answers 503 to every transaction lookup; the backend
+    // and Google are untouched.
+    let sb = Sb::start_with(faults(json!({
+        "route": [{"path": "/inApps/v1/transactions/*", "status": 503, "error_rate": 1.0}]
+    })))
+    .await;
+    let r = run_json(&sb, &[], 1).await;
+    let i = incident(&r, SERVER_VERIFICATION, "P1");
+    let s = summary(i);
+    assert!(
+        s.starts_with("platform-specific (ios)")
+            && s.contains("Apple's App Store Server API")
+            && s.contains("apple-transaction")
+            && s.contains("backend is healthy")
+            && s.contains("check the platform's status"),
+        "{s}"
+    );
+    // Server verification's first checks: success rates, then the platform APIs.
+    let checks: Vec<&str> = i["checks"].as_array().unwrap().iter().map(str_of).collect();
+    assert!(
+        checks[0].starts_with("check verification success rates"),
+        "{checks:#?}"
+    );
+    assert!(
+        checks[1].starts_with("test the platform APIs directly"),
+        "{checks:#?}"
+    );
+
+    // What the classifier saw: Apple refused, the flow stopped before the backend's
+    // verify, and the backend answered every probe that reached it.
+    let ios = probe_of(&r, "ios-purchase");
+    assert_eq!(ios["verdict"], "fail");
+    assert_eq!(step_of(ios, "app-store-jwt")["verdict"], "pass", "{ios:#}");
+    assert_eq!(step_of(ios, "health")["verdict"], "pass", "{ios:#}");
+    let apple = step_of(ios, "apple-transaction");
+    assert_eq!(apple["verdict"], "fail", "{apple:#}");
+    assert_eq!(apple["last_status"], 503, "{apple:#}");
+    assert_eq!(step_of(ios, "verify")["attempts"], 0, "{ios:#}");
+    assert_eq!(probe_of(&r, "health")["verdict"], "pass");
+    assert_eq!(probe_of(&r, "android-purchase")["verdict"], "pass");
+    assert_eq!(probe_of(&r, "entitlement-sync")["verdict"], "pass");
+    assert!(!alert_firing(&r, "complete_outage"), "{:#}", r["alerts"]);
+
+    // People read the same in the table, with the checks numbered.
+    let run = probe(&[
+        "run",
+        "--config",
+        &sb.config_str(),
+        "--platform",
+        "ios",
+        "--format",
+        "table",
+    ])
+    .await;
+    run.expect_code(1);
+    let out = &run.stdout;
+    assert!(
+        out.contains("INCIDENT  P1 Server Verification Failure: platform-specific (ios)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("    1. {}", checks[0]))
+            && out.contains(&format!("    2. {}", checks[1])),
+        "{out}"
+    );
+}

@@ -24,6 +24,9 @@ const SHIPPED: [&str; 5] = [
     "ios-purchase",
 ];
 
+/// The testsuite of the runbook's windowed alert rules (src/report/junit.rs).
+const ALERTS_SUITE: &str = "runbook-alerts";
+
 fn schema() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/junit/junit.xsd")
 }
@@ -241,13 +244,22 @@ fn assert_junit_matches_report(xml: &str, r: &Value) {
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "testsuites");
     assert_eq!(root.attribute("name"), Some("iap-probe"));
-    let suites = children(root, "testsuite");
-    let names: Vec<&str> = suites.iter().map(|s| attr(*s, "name")).collect();
+    let all = children(root, "testsuite");
+    let names: Vec<&str> = all.iter().map(|s| attr(*s, "name")).collect();
+    let mut want_suites = probe_names(r);
+    let alerts = r["alerts"].as_array().expect("alerts in the JSON report");
+    if !alerts.is_empty() {
+        want_suites.push(ALERTS_SUITE.to_string());
+    }
     assert_eq!(
-        names,
-        probe_names(r),
-        "a testsuite per probe, in report order"
+        names, want_suites,
+        "a testsuite per probe, in report order, then the windowed rules"
     );
+    let suites: Vec<_> = all
+        .iter()
+        .copied()
+        .filter(|s| attr(*s, "name") != ALERTS_SUITE)
+        .collect();
     let mut total = (0u64, 0u64, 0u64);
     for suite in &suites {
         let name = attr(*suite, "name");
@@ -324,8 +336,79 @@ fn assert_junit_matches_report(xml: &str, r: &Value) {
         total.1 += n("failures");
         total.2 += n("skipped");
     }
+    if !alerts.is_empty() {
+        let suite = suite_named(&doc, ALERTS_SUITE);
+        assert_alerts_match(suite, r);
+        let n = |a: &str| attr(suite, a).parse::<u64>().unwrap();
+        total.0 += n("tests");
+        total.1 += n("failures");
+    }
     let n = |a: &str| attr(root, a).parse::<u64>().unwrap();
     assert_eq!((n("tests"), n("failures"), n("skipped")), total);
+}
+
+/// `key=value` lines of an alert case's text.
+fn figures(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The windowed rules' suite against the JSON report's `alerts`: a case per evaluated
+/// rule, in order, failing exactly when the rule fires, with its figures.
+fn assert_alerts_match(suite: roxmltree::Node<'_, '_>, r: &Value) {
+    let alerts = r["alerts"].as_array().unwrap();
+    let props = properties(suite);
+    assert_eq!(props["run_id"], str_of(&r["run_id"]));
+    assert_eq!(props["environment"], str_of(&r["environment"]));
+    let cases = children(suite, "testcase");
+    let names: Vec<&str> = cases.iter().map(|c| attr(*c, "name")).collect();
+    let rules: Vec<&str> = alerts.iter().map(|a| str_of(&a["rule"])).collect();
+    assert_eq!(names, rules, "a testcase per evaluated rule");
+    let firing = alerts.iter().filter(|a| a["firing"] == true).count();
+    assert_eq!(attr(suite, "failures"), firing.to_string());
+    assert_eq!(attr(suite, "tests"), alerts.len().to_string());
+    for (c, a) in cases.iter().zip(alerts) {
+        let rule = str_of(&a["rule"]);
+        assert_eq!(
+            c.attribute("classname"),
+            Some(&*format!("iap-probe.{ALERTS_SUITE}"))
+        );
+        let failure = children(*c, "failure");
+        let text = if a["firing"] == true {
+            assert_eq!(failure.len(), 1, "{rule} fires: {a:#}");
+            assert_eq!(attr(failure[0], "message"), str_of(&a["message"]));
+            assert_eq!(
+                attr(failure[0], "type"),
+                format!("alert-{}", str_of(&a["severity"]))
+            );
+            failure[0].text().unwrap_or_default().to_string()
+        } else {
+            assert!(failure.is_empty(), "{rule} is quiet: {a:#}");
+            let out = children(*c, "system-out");
+            assert_eq!(out.len(), 1, "{rule}: the quiet rule's figures");
+            out[0].text().unwrap_or_default().to_string()
+        };
+        assert!(text.starts_with(str_of(&a["message"])), "{rule}: {text}");
+        let f = figures(&text);
+        assert_eq!(f["severity"], str_of(&a["severity"]), "{rule}");
+        let num = |k: &str| {
+            f[k].parse::<f64>()
+                .unwrap_or_else(|e| panic!("{rule} {k}: {e}"))
+        };
+        assert_eq!(num("threshold"), a["threshold"].as_f64().unwrap(), "{rule}");
+        assert_eq!(
+            num("window_seconds"),
+            a["window_seconds"].as_f64().unwrap(),
+            "{rule}"
+        );
+        assert_eq!(num("samples"), a["samples"].as_f64().unwrap(), "{rule}");
+        match a["value"].as_f64() {
+            Some(v) => assert_eq!(num("value"), v, "{rule}"),
+            None => assert_eq!(f["value"], "none", "{rule}"),
+        }
+    }
 }
 
 fn write_temp(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -354,15 +437,22 @@ async fn junit_of_a_passing_run_is_valid_with_a_suite_per_probe_and_a_case_per_s
         .into_iter()
         .map(|s| attr(s, "name"))
         .collect();
-    assert_eq!(suites, SHIPPED.into_iter().collect());
+    // The history is on by default: the windowed rules come after the probes.
+    let mut want: BTreeSet<&str> = SHIPPED.into_iter().collect();
+    want.insert(ALERTS_SUITE);
+    assert_eq!(suites, want);
     assert!(
         children(doc.root_element(), "testsuite")
             .iter()
             .flat_map(|s| children(*s, "testcase"))
-            .all(|c| c.first_element_child().is_none()),
-        "a passing run has no failure or skipped element:\n{}",
+            .all(|c| children(c, "failure").is_empty() && children(c, "skipped").is_empty()),
+        "a passing run has no failure or skipped element, and no rule fires:\n{}",
         run.stdout
     );
+    let alerts = suite_named(&doc, ALERTS_SUITE);
+    assert_eq!(attr(alerts, "failures"), "0");
+    case_named(alerts, "purchase_success_critical");
+    case_named(alerts, "complete_outage");
 
     // The same run as JSON and JUnit (--junit-output): they agree case by case.
     let junit = sb.path("report.xml");
@@ -460,6 +550,17 @@ async fn junit_of_a_failing_run_carries_the_reason_and_the_incident() {
     let health = suite_named(&doc, "health");
     assert_eq!(attr(health, "failures"), "0");
     assert!(properties(health).contains_key("incident.type"));
+
+    // Every purchase failed: the critical 5-minute purchase rule fires, with its figures.
+    let rule = case_named(suite_named(&doc, ALERTS_SUITE), "purchase_success_critical");
+    let failure = children(rule, "failure");
+    assert_eq!(failure.len(), 1, "{xml}");
+    assert_eq!(attr(failure[0], "type"), "alert-critical");
+    let f = figures(failure[0].text().unwrap_or_default());
+    assert_eq!(f["threshold"], "0.95", "{f:?}");
+    assert_eq!(f["window_seconds"], "300", "{f:?}");
+    assert_eq!(f["value"], "0", "{f:?}");
+    assert_eq!(f["severity"], "critical", "{f:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -491,7 +592,8 @@ async fn table_with_junit_output_prints_the_table_and_writes_the_file() {
     assert_valid_junit(&junit);
     let xml = std::fs::read_to_string(&junit).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
-    assert_eq!(children(doc.root_element(), "testsuite").len(), 5);
+    // Five probes and the windowed rules.
+    assert_eq!(children(doc.root_element(), "testsuite").len(), 6);
     // The run in the table is the run in the file.
     let run_id = out
         .strip_prefix("iap-probe run ")
@@ -937,4 +1039,149 @@ async fn a_push_that_fails_warns_and_keeps_the_probes_exit_code() {
         "{}",
         run.stderr
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn percentile_gauges_are_the_reports_hdr_percentiles() {
+    let sb = Sb::start_with(faults(json!({
+        // Spread verify's latencies so p50 and p99 differ and a swapped label shows.
+        "seed": 7,
+        "route": [{"path": "/iap/verify", "latency": {"min": "1ms", "max": "40ms"}}]
+    })))
+    .await;
+    let gw = start_gateway(sb.dir.path()).await;
+    // One run, both forms: JSON on stdout, the metrics through the pushgateway.
+    let run = probe(&[
+        "run",
+        "--config",
+        &sb.config_str(),
+        "--probe",
+        "ios-purchase",
+        "--iterations",
+        "30",
+        "--format",
+        "json",
+        "--push",
+        &gw.url,
+    ])
+    .await;
+    run.expect_code(0);
+    let r = run.json();
+    let body = scrape(&gw.url).await;
+    assert_promtool_clean(&ours(&body));
+    let m = parse_metrics(&body);
+    let p = probe_of(&r, "ios-purchase");
+    for s in p["steps"].as_array().unwrap() {
+        let step = str_of(&s["name"]);
+        let lat = &s["latency"];
+        let at = |q: &str| {
+            one(
+                &m,
+                "iap_probe_step_latency_seconds",
+                &[("probe", "ios-purchase"), ("step", step), ("percentile", q)],
+            )
+        };
+        let (p50, p95, p99) = (at("50"), at("95"), at("99"));
+        for (q, got) in [("p50", p50), ("p95", p95), ("p99", p99)] {
+            let want = lat[q].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-9, "{step} {q}: {got} vs {want}");
+        }
+        assert!(p50 <= p95 && p95 <= p99, "{step}: {p50} {p95} {p99}");
+        // The gauges and the histogram describe the same samples.
+        let base = [("probe", "ios-purchase"), ("step", step)];
+        assert_eq!(
+            one(&m, "iap_probe_step_duration_seconds_count", &base),
+            lat["samples"].as_f64().unwrap(),
+            "{step}"
+        );
+    }
+    let v = &step_of(p, "verify")["latency"];
+    assert_eq!(v["samples"], 30);
+    assert!(
+        v["p99"].as_f64().unwrap() > v["p50"].as_f64().unwrap(),
+        "spread latencies: {v:#}"
+    );
+    // Only the three exported percentiles.
+    let qs: BTreeSet<&str> = find(&m, "iap_probe_step_latency_seconds", &[])
+        .iter()
+        .map(|s| s.labels["percentile"].as_str())
+        .collect();
+    assert_eq!(qs, ["50", "95", "99"].into_iter().collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_prints_the_table_writes_junit_and_pushes() {
+    let sb = Sb::start().await;
+    let gw = start_gateway(sb.dir.path()).await;
+    let junit = sb.path("ci/junit.xml");
+    std::fs::create_dir_all(junit.parent().unwrap()).unwrap();
+    let run = probe(&[
+        "run",
+        "--config",
+        &sb.config_str(),
+        "--format",
+        "table",
+        "--junit-output",
+        junit.to_str().unwrap(),
+        "--push",
+        &gw.url,
+    ])
+    .await;
+    run.expect_code(0);
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+
+    // The human view on stdout.
+    let out = &run.stdout;
+    assert!(out.starts_with("iap-probe run "), "{out}");
+    assert!(
+        out.contains("PASS  5 probes: 5 passed, 0 warned, 0 failed (exit 0)"),
+        "{out}"
+    );
+    let mut words = out.lines().next().unwrap().split_whitespace();
+    let run_id = words.nth(2).unwrap();
+    let started = out
+        .lines()
+        .next()
+        .unwrap()
+        .split("started ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    let started = humantime::parse_rfc3339(started)
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+
+    // The file for the CI, of the same run.
+    assert_valid_junit(&junit);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let suites = children(doc.root_element(), "testsuite");
+    assert_eq!(suites.len(), SHIPPED.len() + 1, "{xml}");
+    for s in &suites {
+        assert_eq!(properties(*s)["run_id"], run_id, "{}", attr(*s, "name"));
+    }
+
+    // The metrics in the gateway, of the same run.
+    let body = scrape(&gw.url).await;
+    assert_promtool_clean(&ours(&body));
+    let m = parse_metrics(&body);
+    for name in SHIPPED {
+        assert_eq!(
+            one(
+                &m,
+                "iap_probe_success",
+                &[("job", "iap_probe"), ("probe", name)]
+            ),
+            1.0,
+            "{name}"
+        );
+    }
+    let t = one(
+        &m,
+        "iap_probe_last_run_timestamp_seconds",
+        &[("job", "iap_probe"), ("environment", "sandbox")],
+    );
+    assert!((t - started).abs() < 0.001, "pushed {t} vs table {started}");
 }

@@ -1,5 +1,7 @@
 //! JUnit XML for CI (GitHub Actions, GitLab, Jenkins): a testsuite per probe, a testcase
 //! per step, failures carrying the reason and what to check, durations in seconds.
+//! The runbook's windowed alert rules, evaluated over the run history, are one more
+//! testsuite ([`ALERTS_SUITE`]) with a testcase per rule, failing while the rule fires.
 //! Written with quick-junit (nextest's writer), so escaping is not ours to get wrong.
 
 use std::time::Duration;
@@ -9,7 +11,11 @@ use quick_junit::{
 };
 
 use super::model::{ProbeReport, Report, StepReport};
+use crate::history::AlertState;
 use crate::slo::Verdict;
+
+/// The testsuite holding the windowed alert rules.
+pub const ALERTS_SUITE: &str = "runbook-alerts";
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
@@ -53,6 +59,35 @@ fn case(p: &ProbeReport, s: &StepReport) -> TestCase {
     tc
 }
 
+/// The rule's figures as `key=value` lines named like the JSON report's fields, so a CI
+/// reader shows threshold, window and observed value without the JSON beside it.
+fn alert_figures(a: &AlertState) -> String {
+    let value = a.value.map_or_else(|| "none".into(), |v| v.to_string());
+    format!(
+        "severity={}\nthreshold={}\nwindow_seconds={}\nvalue={value}\nsamples={}",
+        a.severity, a.threshold, a.window_seconds, a.samples
+    )
+}
+
+fn alert_case(a: &AlertState) -> TestCase {
+    let status = if a.firing {
+        let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        st.set_message(a.message.clone());
+        st.set_type(format!("alert-{}", a.severity));
+        st.set_description(format!("{}\n{}", a.message, alert_figures(a)));
+        st
+    } else {
+        TestCaseStatus::success()
+    };
+    let mut tc = TestCase::new(a.rule, status);
+    tc.set_classname(format!("iap-probe.{ALERTS_SUITE}"));
+    if !a.firing {
+        // A quiet rule still shows how close it came.
+        tc.set_system_out(format!("{}\n{}", a.message, alert_figures(a)));
+    }
+    tc
+}
+
 pub fn render(report: &Report) -> String {
     let mut out = JReport::new("iap-probe");
     out.set_time(secs(report.duration_seconds));
@@ -87,6 +122,16 @@ pub fn render(report: &Report) -> String {
             let mut tc = TestCase::new(format!("slo {}", c.figure), status);
             tc.set_classname(format!("iap-probe.{}", p.name));
             suite.add_test_case(tc);
+        }
+        out.add_test_suite(suite);
+    }
+    // No history store, no evaluated rules: then there is nothing to report, not a pass.
+    if !report.alerts.is_empty() {
+        let mut suite = TestSuite::new(ALERTS_SUITE);
+        suite.add_property(Property::new("environment", report.environment.clone()));
+        suite.add_property(Property::new("run_id", report.run_id.clone()));
+        for a in &report.alerts {
+            suite.add_test_case(alert_case(a));
         }
         out.add_test_suite(suite);
     }

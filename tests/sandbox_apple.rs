@@ -37,6 +37,19 @@ fn claims(sb: &Sb) -> Value {
     })
 }
 
+/// Like `es256_jwt`, with the header's `typ` chosen (or left out).
+fn es256_typ(pem: &str, kid: &str, typ: Option<&str>, claims: &Value) -> String {
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some(kid.into());
+    h.typ = typ.map(String::from);
+    jsonwebtoken::encode(
+        &h,
+        claims,
+        &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
 fn with(mut c: Value, key: &str, v: Value) -> Value {
     c[key] = v;
     c
@@ -173,6 +186,12 @@ async fn app_store_jwt_is_checked_as_apple_documents_it() {
         (
             "missing exp",
             es256_jwt(&pem, Some(&kid), &without(base.clone(), "exp")),
+            false,
+        ),
+        ("no typ", es256_typ(&pem, &kid, None, &base), false),
+        (
+            "typ JOSE",
+            es256_typ(&pem, &kid, Some("JOSE"), &base),
             false,
         ),
         ("not a JWT", "not-a-jwt".to_string(), false),

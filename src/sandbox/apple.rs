@@ -82,8 +82,9 @@ pub fn check_jwt(state: &Shared, headers: &HeaderMap) -> Result<(), String> {
     if head.alg != Algorithm::ES256 {
         return Err(format!("alg {:?} is not ES256", head.alg));
     }
-    if head.typ.as_deref().is_some_and(|t| t != "JWT") {
-        return Err("typ is not JWT".into());
+    // Apple documents typ "JWT" in the header; its libraries and jsonwebtoken send it.
+    if head.typ.as_deref() != Some("JWT") {
+        return Err(format!("typ {:?} is not JWT", head.typ));
     }
     let kid = head.kid.ok_or("no kid")?;
     let key = [&state.creds.probe_key, &state.creds.backend_key]

@@ -404,6 +404,7 @@ async fn sandbox(
         options.faults = iap_probe::sandbox::load_faults(&path)?;
     }
     let running = iap_probe::sandbox::start(&listen, &state_dir, options).await?;
+    let stop = wait_for_signal();
     let base = &running.base_url;
     println!("sandbox listening on {}", running.addr);
     println!("  apple   (App Store Server API)  {base}/inApps/...");
@@ -420,23 +421,31 @@ async fn sandbox(
         running.state_dir.join("probe.toml").display()
     );
     println!("Ctrl-C to stop.");
-    wait_for_signal().await;
+    stop.await;
     running.stop().await;
     eprintln!("sandbox stopped");
     Ok(0)
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGINT/SIGTERM handlers now, not on first poll: a signal sent as soon as
+/// the start-up message is out must stop the process cleanly, not kill it.
+fn wait_for_signal() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
+        if let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            return Box::pin(async move {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            });
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

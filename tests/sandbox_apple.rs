@@ -37,6 +37,19 @@ fn claims(sb: &Sb) -> Value {
     })
 }
 
+/// Like `es256_jwt`, with the header's `typ` chosen (or left out).
+fn es256_typ(pem: &str, kid: &str, typ: Option<&str>, claims: &Value) -> String {
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some(kid.into());
+    h.typ = typ.map(String::from);
+    jsonwebtoken::encode(
+        &h,
+        claims,
+        &EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
 fn with(mut c: Value, key: &str, v: Value) -> Value {
     c[key] = v;
     c
@@ -173,6 +186,12 @@ async fn app_store_jwt_is_checked_as_apple_documents_it() {
         (
             "missing exp",
             es256_jwt(&pem, Some(&kid), &without(base.clone(), "exp")),
+            false,
+        ),
+        ("no typ", es256_typ(&pem, &kid, None, &base), false),
+        (
+            "typ JOSE",
+            es256_typ(&pem, &kid, Some("JOSE"), &base),
             false,
         ),
         ("not a JWT", "not-a-jwt".to_string(), false),
@@ -566,4 +585,154 @@ async fn trust_anchors_read_pem_and_der() {
 
     assert!(jws::TrustAnchors::from_bytes(b"not a certificate").is_err());
     assert!(jws::TrustAnchors::from_bytes(&[0x30, 0x03, 0x02, 0x01, 0x01]).is_err());
+}
+
+/// Requests a TEST notification and waits (bounded) for its first send attempt's result.
+async fn first_send_attempt(sb: &Sb) -> String {
+    let resp = sb
+        .http
+        .post(sb.url("/inApps/v1/notifications/test"))
+        .bearer_auth(sb.apple_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    let token = v["testNotificationToken"].as_str().unwrap().to_string();
+    // Apple's status endpoint is the only signal: poll it.
+    poll(Duration::from_secs(20), || async {
+        let v: Value = sb
+            .apple_get(&format!("/inApps/v1/notifications/test/{token}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        v["sendAttempts"][0]["sendAttemptResult"]
+            .as_str()
+            .map(String::from)
+    })
+    .await
+    .expect("a send attempt is recorded within 20 s")
+}
+
+/// What a one-connection raw TCP server does after reading the whole request.
+#[derive(Clone, Copy)]
+enum Raw {
+    /// Close without a byte of response.
+    Close,
+    /// Answer something that is not HTTP.
+    Garbage,
+}
+
+/// Serves one connection on a fresh loopback port; returns its notification URL.
+async fn raw_server(behaviour: Raw) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        // Read the request to its end, so closing sends FIN, not RST over unread data.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    break;
+                }
+            }
+        }
+        if let Raw::Garbage = behaviour {
+            conn.write_all(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        conn.shutdown().await.ok();
+    });
+    format!("http://{addr}/iap/notifications/apple")
+}
+
+#[tokio::test]
+async fn each_delivery_failure_is_recorded_as_apple_names_it() {
+    let sb = start().await;
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let https = sb.sb.base_url.replace("http://", "https://");
+    let route = |fault: Value| {
+        let mut r = json!({"path": "/iap/notifications/apple"});
+        r.as_object_mut()
+            .unwrap()
+            .extend(fault.as_object().unwrap().clone());
+        json!({"route": [r]})
+    };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "a 200 cut halfway through its body",
+            route(json!({"reset": true})),
+            "PREMATURE_CLOSE",
+        ),
+        (
+            "a 500 cut halfway through its body",
+            route(json!({"reset": true, "status": 500})),
+            "PREMATURE_CLOSE",
+        ),
+        (
+            "closed after the request, no response",
+            json!({"notification_url": raw_server(Raw::Close).await}),
+            "PREMATURE_CLOSE",
+        ),
+        (
+            "an answer that is not HTTP",
+            json!({"notification_url": raw_server(Raw::Garbage).await}),
+            "INVALID_RESPONSE",
+        ),
+        (
+            "nothing listening",
+            json!({"notification_url": format!("http://127.0.0.1:{closed_port}/")}),
+            "NO_RESPONSE",
+        ),
+        (
+            // Linux refuses a TCP connect(2) to the broadcast address (ENETUNREACH): a
+            // socket error before any server is reached.
+            "a socket error on connect",
+            json!({"notification_url": "http://255.255.255.255:9/iap/notifications/apple"}),
+            "SOCKET_ISSUE",
+        ),
+        (
+            "TLS to a plain-HTTP server",
+            json!({"notification_url": format!("{https}/iap/notifications/apple")}),
+            "TLS_ISSUE",
+        ),
+        (
+            "a complete 200 with a large body",
+            route(json!({"status": 200, "body_bytes": 300_000, "content_type": "text/plain"})),
+            "SUCCESS",
+        ),
+        (
+            "headers, then a body that never ends",
+            route(json!({"trickle": true})),
+            "TIMED_OUT",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, fault, expected) in cases {
+        sb.set_faults(fault).await;
+        let got = first_send_attempt(&sb).await;
+        if got != expected {
+            wrong.push(format!("{what}: expected {expected}, got {got}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

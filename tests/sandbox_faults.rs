@@ -515,3 +515,92 @@ async fn complete_outage_answers_every_request() {
     let resp = sb.http.get(sb.url("/no/such/path")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
+
+/// The latencies a sandbox seeded with `spec` adds to the first `n` requests matching its
+/// single rule: the same draws the middleware makes, from the same seeded generator.
+fn seeded_draws(spec: &Value, n: usize) -> Vec<Duration> {
+    let spec = faults(spec.clone());
+    assert_eq!(spec.routes.len(), 1, "one rule, so every draw is for it");
+    let mut rng = spec.rng();
+    (0..n).map(|_| spec.routes[0].decide(&mut rng).0).collect()
+}
+
+/// Client-side time of `n` sequential GET /iap/health.
+async fn health_times(sb: &Sb, n: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let resp = sb.http.get(sb.url("/iap/health")).send().await.unwrap();
+        resp.bytes().await.unwrap();
+        out.push(t.elapsed());
+    }
+    out
+}
+
+fn mean(d: &[Duration]) -> Duration {
+    d.iter().sum::<Duration>() / d.len() as u32
+}
+
+/// Checks each measured time against its seeded draw: never below it (the sandbox sleeps at
+/// least that long), and not absurdly above (loose: a loaded 2-core machine is slow).
+fn check_against_draws(measured: &[Duration], draws: &[Duration]) {
+    let slack = Duration::from_secs(2);
+    for (i, (m, d)) in measured.iter().zip(draws).enumerate() {
+        assert!(
+            m >= d,
+            "request {i}: took {m:?}, less than its drawn latency {d:?}"
+        );
+        assert!(*m <= *d + slack, "request {i}: took {m:?}, drawn {d:?}");
+    }
+    // Tighter on average than one by one, and enough to catch a fixed worst case.
+    assert!(
+        mean(measured) <= mean(draws) + Duration::from_millis(250),
+        "mean {:?} vs drawn mean {:?}",
+        mean(measured),
+        mean(draws)
+    );
+}
+
+#[tokio::test]
+async fn uniform_latency_falls_between_its_bounds() {
+    let (min, max) = (Duration::from_millis(50), Duration::from_millis(650));
+    let spec = json!({"seed": 11, "route": [
+        {"path": "/iap/health", "latency": {"min": "50ms", "max": "650ms"}}
+    ]});
+    let draws = seeded_draws(&spec, 20);
+    assert!(draws.iter().all(|d| (min..=max).contains(d)), "{draws:?}");
+    // A real spread, not one value: the distribution is sampled per request.
+    let (lo, hi) = (draws.iter().min().unwrap(), draws.iter().max().unwrap());
+    assert!(*hi - *lo >= Duration::from_millis(300), "{draws:?}");
+
+    let sb = start_with(faults(spec.clone())).await;
+    let measured = health_times(&sb, 20).await;
+    assert!(measured.iter().all(|m| *m >= min), "{measured:?}");
+    check_against_draws(&measured, &draws);
+
+    // Set at run time, the same seed replays the same draws.
+    sb.set_faults(spec).await;
+    check_against_draws(&health_times(&sb, 20).await, &draws);
+}
+
+#[tokio::test]
+async fn normal_latency_centres_on_its_mean() {
+    let spec = json!({"seed": 5, "route": [
+        {"path": "/iap/health", "latency": {"mean": "200ms", "stddev": "40ms"}}
+    ]});
+    let draws = seeded_draws(&spec, 20);
+    // Within 4 sigma one by one; the mean of 20 within ~4 standard errors (9 ms each).
+    let (lo, hi) = (Duration::from_millis(40), Duration::from_millis(360));
+    assert!(draws.iter().all(|d| (lo..=hi).contains(d)), "{draws:?}");
+    let m = mean(&draws);
+    assert!(
+        (Duration::from_millis(165)..=Duration::from_millis(235)).contains(&m),
+        "mean {m:?}: {draws:?}"
+    );
+    assert!(draws.windows(2).any(|w| w[0] != w[1]), "{draws:?}");
+
+    let sb = start_with(faults(spec)).await;
+    let measured = health_times(&sb, 20).await;
+    assert!(measured.iter().all(|m| *m >= lo), "{measured:?}");
+    check_against_draws(&measured, &draws);
+}

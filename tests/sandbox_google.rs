@@ -439,3 +439,52 @@ async fn play_refuses_missing_foreign_and_revoked_tokens() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn play_refuses_a_token_past_its_natural_expiry() {
+    // Google's tokens live 3599 s; a one-second lifetime lets the test see one expire.
+    let lifetime = Duration::from_secs(1);
+    let sb = start_opts(iap_probe::sandbox::SandboxOptions {
+        google_token_lifetime: lifetime,
+        ..Default::default()
+    })
+    .await;
+    let (ptoken, product) = sb.android("product");
+    let (stoken, _) = sb.android("subscription");
+    let urls = [
+        sb.product_url(&product, &ptoken),
+        sb.subscription_url(&stoken),
+    ];
+    let assertion = rs256_assertion(&sb, None, &sb.google_claims(&sb.token_uri()));
+    let resp = sb.token_request(&assertion).await;
+    // Taken after the answer: the sandbox issued the token before this instant.
+    let issued = tokio::time::Instant::now();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["expires_in"], 1,
+        "expires_in tells the real lifetime: {v}"
+    );
+    let token = v["access_token"].as_str().unwrap().to_string();
+    for url in &urls {
+        let resp = sb.http.get(url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "valid before expiry: {url}");
+    }
+
+    // The passage of time is what is under test here, so waiting it out is the point.
+    tokio::time::sleep_until(issued + lifetime + Duration::from_millis(20)).await;
+    for url in &urls {
+        let resp = sb.http.get(url).bearer_auth(&token).send().await.unwrap();
+        assert_envelope(resp, 401, "UNAUTHENTICATED").await;
+    }
+    // Expiry is per token: a fresh grant is accepted.
+    let again = sb.google_token().await;
+    let resp = sb
+        .http
+        .get(&urls[0])
+        .bearer_auth(&again)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}

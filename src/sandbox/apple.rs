@@ -82,8 +82,9 @@ pub fn check_jwt(state: &Shared, headers: &HeaderMap) -> Result<(), String> {
     if head.alg != Algorithm::ES256 {
         return Err(format!("alg {:?} is not ES256", head.alg));
     }
-    if head.typ.as_deref().is_some_and(|t| t != "JWT") {
-        return Err("typ is not JWT".into());
+    // Apple documents typ "JWT" in the header; its libraries and jsonwebtoken send it.
+    if head.typ.as_deref() != Some("JWT") {
+        return Err(format!("typ {:?} is not JWT", head.typ));
     }
     let kid = head.kid.ok_or("no kid")?;
     let key = [&state.creds.probe_key, &state.creds.backend_key]
@@ -358,32 +359,49 @@ async fn request_test_notification(State(state): State<Shared>, headers: HeaderM
     Json(json!({"testNotificationToken": token})).into_response()
 }
 
-/// POSTs the notification to the backend as Apple would, and records the attempt.
 /// Apple's `sendAttemptResult` for a failed delivery.
 fn attempt_result(e: &reqwest::Error, https: bool) -> &'static str {
     let mut chain = String::new();
+    let mut io_kind = None;
     let mut src: Option<&dyn std::error::Error> = Some(e);
     while let Some(s) = src {
         chain.push_str(&s.to_string().to_lowercase());
+        chain.push('\n');
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            io_kind.get_or_insert(io.kind());
+        }
         src = s.source();
     }
     if e.is_timeout() {
         "TIMED_OUT"
     } else if e.is_redirect() {
         "CIRCULAR_REDIRECT"
-    } else if e.is_connect() && chain.contains("refused") {
-        "NO_RESPONSE"
-    } else if e.is_connect() && https {
-        "TLS_ISSUE"
-    } else if e.is_connect() {
-        "SOCKET_ISSUE"
-    } else if e.is_body() || e.is_decode() || chain.contains("closed") {
-        "PREMATURE_CLOSE"
-    } else {
+    } else if e.is_builder() {
         "OTHER"
+    } else if e.is_connect() {
+        // hyper-util names TCP-level failures "tcp connect error" (DNS: "dns error"); on
+        // https, any other connect failure is the TLS handshake.
+        let socket = chain.contains("tcp connect error") || chain.contains("dns error");
+        if io_kind == Some(std::io::ErrorKind::ConnectionRefused) || chain.contains("refused") {
+            // Nothing listening: no server answered at all.
+            "NO_RESPONSE"
+        } else if https && !socket {
+            "TLS_ISSUE"
+        } else {
+            // Unreachable network or host, address not available, ...
+            "SOCKET_ISSUE"
+        }
+    } else if chain.contains("invalid http") || chain.contains("message head") {
+        // hyper's parse errors: what came back is not HTTP.
+        "INVALID_RESPONSE"
+    } else {
+        // Connected and sent, then the connection ended (closed or reset) before a full
+        // response: status line, headers and the whole body.
+        "PREMATURE_CLOSE"
     }
 }
 
+/// POSTs the notification to the backend as Apple would, and records the attempt.
 async fn deliver(state: Shared, token: String, signed: String) {
     // The App Store Connect notification URL; a fault can point it elsewhere.
     let url = state
@@ -393,16 +411,22 @@ async fn deliver(state: Shared, token: String, signed: String) {
         .and_then(|f| f.notification_url.clone())
         .unwrap_or_else(|| format!("{}/iap/notifications/apple", state.base_url));
     let https = url.starts_with("https://");
-    let sent = state
+    let request = state
         .backend
         .client
         .post(&url)
         .timeout(Duration::from_secs(5))
-        .json(&json!({"signedPayload": signed}))
-        .send();
+        .json(&json!({"signedPayload": signed}));
+    // The attempt is over only when the whole response is in: a status line followed by a
+    // cut body is not a delivery. Chunks are dropped as read, so a huge body costs no memory.
+    let sent = async move {
+        let mut resp = request.send().await?;
+        while resp.chunk().await?.is_some() {}
+        Ok::<_, reqwest::Error>(resp.status())
+    };
     let result = tokio::select! {
         r = sent => match r {
-            Ok(resp) if resp.status().is_success() => "SUCCESS",
+            Ok(status) if status.is_success() => "SUCCESS",
             Ok(_) => "UNSUCCESSFUL_HTTP_RESPONSE_CODE",
             Err(e) => attempt_result(&e, https),
         },

@@ -24,20 +24,25 @@ use super::{Map, Shared, now_ms};
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub const GOOGLE_TOKEN_AUD: &str = "https://oauth2.googleapis.com/token";
 const SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
-const TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
+/// Google's access-token lifetime (`expires_in`).
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3599);
 
 pub struct GoogleState {
     /// Issued access tokens and when they expire.
     tokens: Map<Instant>,
     /// Purchase time of every fixture, fixed at start-up.
     purchase_ms: i64,
+    /// How long an issued access token lives (whole seconds: `expires_in` is an integer).
+    token_lifetime: Duration,
 }
 
 impl GoogleState {
-    pub fn new(_fixtures: &Fixtures) -> Self {
+    pub fn new(_fixtures: &Fixtures, token_lifetime: Duration) -> Self {
         GoogleState {
             tokens: Default::default(),
             purchase_ms: now_ms() - 86_400_000,
+            // Never more than expires_in says, so a client trusting it is never refused early.
+            token_lifetime: Duration::from_secs(token_lifetime.as_secs().max(1)),
         }
     }
 
@@ -199,11 +204,11 @@ async fn token(State(state): State<Shared>, Form(form): Form<TokenForm>) -> Resp
     let access = format!("ya29.sandbox-{access}");
     if let Ok(mut t) = state.google.tokens.lock() {
         t.retain(|_, exp| *exp > Instant::now());
-        t.insert(access.clone(), Instant::now() + TOKEN_LIFETIME);
+        t.insert(access.clone(), Instant::now() + state.google.token_lifetime);
     }
     Json(json!({
         "access_token": access,
-        "expires_in": TOKEN_LIFETIME.as_secs(),
+        "expires_in": state.google.token_lifetime.as_secs(),
         "token_type": "Bearer",
     }))
     .into_response()

@@ -56,6 +56,9 @@ pub struct SandboxOptions {
     pub faults: FaultSpec,
     /// How long an entitlement cache entry stays fresh.
     pub cache_ttl: Duration,
+    /// Lifetime of Google access tokens (Google's is 3599 s; tests shorten it to see
+    /// natural expiry). Whole seconds, at least one.
+    pub google_token_lifetime: Duration,
 }
 
 impl Default for SandboxOptions {
@@ -63,6 +66,7 @@ impl Default for SandboxOptions {
         SandboxOptions {
             faults: FaultSpec::default(),
             cache_ttl: Duration::from_secs(300),
+            google_token_lifetime: google::TOKEN_LIFETIME,
         }
     }
 }
@@ -165,7 +169,7 @@ fn build_state(
     let backend =
         backend::BackendState::new(&sandbox.creds, base_url).map_err(std::io::Error::other)?;
     backend.trust(sandbox.ca.root_der.clone());
-    let google = google::GoogleState::new(&sandbox.fixtures);
+    let google = google::GoogleState::new(&sandbox.fixtures, sandbox.options.google_token_lifetime);
     Ok(State {
         base_url: base_url.to_string(),
         apple: apple::AppleState::default(),

@@ -7,7 +7,8 @@ mod support;
 use serde_json::{Value, json};
 use support::*;
 
-async fn delivery_failure(sb: &Sb) -> Value {
+/// The failing run's report.
+async fn failing_report(sb: &Sb) -> Value {
     let cfg = sb.config_str();
     let run = probe(&[
         "run",
@@ -20,8 +21,43 @@ async fn delivery_failure(sb: &Sb) -> Value {
     ])
     .await;
     run.expect_code(1);
-    let report = run.json();
-    probe_of(&report, "ios-notifications").clone()
+    run.json()
+}
+
+async fn delivery_failure(sb: &Sb) -> Value {
+    probe_of(&failing_report(sb).await, "ios-notifications").clone()
+}
+
+/// A failed send attempt is the backend's notification endpoint at fault, not Apple.
+fn assert_backend_delivery_incident(report: &Value, result: &str) {
+    let i = &report["incident"];
+    assert_eq!(
+        i["type"], "Notification Delivery Failure",
+        "{result}: {i:#}"
+    );
+    assert_eq!(i["severity"], "P1", "{result}: {i:#}");
+    let checks: Vec<&str> = i["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("checks[]: {i:#}"))
+        .iter()
+        .map(str_of)
+        .collect();
+    assert!(
+        checks[0].contains("/iap/notifications/apple") && checks[0].contains("reachable"),
+        "{checks:?}"
+    );
+    assert!(
+        checks.iter().any(|c| c.contains("TLS certificate")),
+        "{checks:?}"
+    );
+    assert!(checks.iter().any(|c| c.contains("2xx")), "{checks:?}");
+    assert!(str_of(&i["summary"]).contains(result), "{i:#}");
+    let p = probe_of(report, "ios-notifications");
+    assert_eq!(
+        step_of(p, "delivery")["failures"][0]["kind"],
+        "rejected",
+        "{p:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,7 +85,9 @@ async fn each_delivery_failure_is_named() {
     ];
     for (fault, result) in cases {
         sb.set_faults(fault.clone()).await;
-        let p = delivery_failure(&sb).await;
+        let report = failing_report(&sb).await;
+        assert_backend_delivery_incident(&report, result);
+        let p = probe_of(&report, "ios-notifications");
         let reason = p["reason"].as_str().unwrap_or_default();
         assert!(reason.starts_with("delivery:"), "{fault}: {reason}");
         assert!(reason.contains(result), "{fault}: {reason}");
@@ -67,7 +105,9 @@ async fn a_backend_that_hangs_times_the_delivery_out() {
         json!({"route": [{"path": "/iap/notifications/apple", "hang": true}]}),
     ))
     .await;
-    let p = delivery_failure(&sb).await;
+    let report = failing_report(&sb).await;
+    assert_backend_delivery_incident(&report, "TIMED_OUT");
+    let p = probe_of(&report, "ios-notifications");
     let reason = p["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("TIMED_OUT"), "{reason}");
 }

@@ -150,3 +150,36 @@ async fn a_delivered_notification_is_verified_and_found_in_the_backend() {
         "{delivery}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_payload_of_the_wrong_type_fails_with_the_field_named() {
+    let sb = Sb::start().await;
+    let dir = sb.path("probes-wrong-type");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/ios-notifications.toml"),
+    )
+    .unwrap();
+    let edited = shipped.replace(
+        r#""$.notificationType" = "TEST""#,
+        r#""$.notificationType" = "CONSUMPTION_REQUEST""#,
+    );
+    assert_ne!(
+        shipped, edited,
+        "the shipped probe expects notificationType TEST"
+    );
+    std::fs::write(dir.join("ios-notifications.toml"), edited).unwrap();
+    sb.use_probes_dir(&dir);
+    let p = delivery_failure(&sb).await;
+    let delivery = step_of(&p, "delivery");
+    assert_eq!(delivery["failures"][0]["kind"], "signature", "{delivery}");
+    let reason = str_of(&delivery["reason"]);
+    assert!(
+        reason.contains("signed payload is not as expected")
+            && reason.contains("$.notificationType")
+            && reason.contains("TEST")
+            && reason.contains("CONSUMPTION_REQUEST"),
+        "{reason}"
+    );
+    assert_eq!(step_of(&p, "backend-received")["attempts"], 0, "{p:#}");
+}

@@ -3,7 +3,7 @@
 //! become `jws.<field>` variables.
 
 use super::context::Engine;
-use crate::probe::Vars;
+use crate::probe::{Response, Vars, VerifyJws, check_json};
 
 /// Built-in checks on a verified payload: our bundle, our environment. Notifications
 /// carry both under `data`.
@@ -36,7 +36,10 @@ pub fn check_scope(
     Ok(())
 }
 
-pub fn verify_into(engine: &Engine, var: &str, vars: &mut Vars) -> Result<(), String> {
+/// Verifies `spec.var`, applies the built-in scope checks and `spec.expect`, then sets
+/// `jws.<field>` for every top-level payload field.
+pub fn verify_into(engine: &Engine, spec: &VerifyJws, vars: &mut Vars) -> Result<(), String> {
+    let var = &spec.var;
     let value = vars
         .get(var)
         .ok_or_else(|| format!("verify_jws: variable `{var}` has no value"))?
@@ -45,6 +48,19 @@ pub fn verify_into(engine: &Engine, var: &str, vars: &mut Vars) -> Result<(), St
     if let Some(apple) = &engine.config.apple {
         check_scope(&payload, &apple.bundle_id, apple.production)
             .map_err(|e| format!("{var}: {e}"))?;
+    }
+    let resp = Response {
+        status: 200,
+        json: Some(&payload),
+        body_snippet: "",
+    };
+    let failures = check_json(&spec.expect, &resp, vars);
+    if !failures.is_empty() {
+        let what: Vec<String> = failures.into_iter().map(|f| f.message).collect();
+        return Err(format!(
+            "{var}: verified, but the signed payload is not as expected: {}",
+            what.join("; ")
+        ));
     }
     if let Some(obj) = payload.as_object() {
         for (k, v) in obj {

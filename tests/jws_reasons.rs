@@ -199,3 +199,19 @@ fn bundle_and_environment_are_checked_after_verification() {
     let n = json!({"notificationType": "TEST", "data": {"bundleId": "com.other", "environment": "Sandbox"}});
     assert!(check_scope(&n, "com.example.iapprobe", false).is_err());
 }
+
+#[test]
+fn a_verified_payload_without_bundle_or_environment_fails() {
+    let (ca, anchors) = sandbox();
+    for (field, reason) in [
+        ("bundleId", "missing bundle:"),
+        ("environment", "missing environment:"),
+    ] {
+        let mut p = payload();
+        p.as_object_mut().unwrap().remove(field);
+        // Genuinely signed: only the scope check can catch it.
+        let decoded = verify(&ca.sign(&p, JwsMode::Valid).unwrap(), &anchors).unwrap();
+        let e = check_scope(&decoded, "com.example.iapprobe", false).unwrap_err();
+        assert!(e.starts_with(reason), "{field}: {e}");
+    }
+}

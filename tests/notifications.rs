@@ -7,7 +7,8 @@ mod support;
 use serde_json::{Value, json};
 use support::*;
 
-async fn delivery_failure(sb: &Sb) -> Value {
+/// The failing run's report.
+async fn failing_report(sb: &Sb) -> Value {
     let cfg = sb.config_str();
     let run = probe(&[
         "run",
@@ -20,8 +21,43 @@ async fn delivery_failure(sb: &Sb) -> Value {
     ])
     .await;
     run.expect_code(1);
-    let report = run.json();
-    probe_of(&report, "ios-notifications").clone()
+    run.json()
+}
+
+async fn delivery_failure(sb: &Sb) -> Value {
+    probe_of(&failing_report(sb).await, "ios-notifications").clone()
+}
+
+/// A failed send attempt is the backend's notification endpoint at fault, not Apple.
+fn assert_backend_delivery_incident(report: &Value, result: &str) {
+    let i = &report["incident"];
+    assert_eq!(
+        i["type"], "Notification Delivery Failure",
+        "{result}: {i:#}"
+    );
+    assert_eq!(i["severity"], "P1", "{result}: {i:#}");
+    let checks: Vec<&str> = i["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("checks[]: {i:#}"))
+        .iter()
+        .map(str_of)
+        .collect();
+    assert!(
+        checks[0].contains("/iap/notifications/apple") && checks[0].contains("reachable"),
+        "{checks:?}"
+    );
+    assert!(
+        checks.iter().any(|c| c.contains("TLS certificate")),
+        "{checks:?}"
+    );
+    assert!(checks.iter().any(|c| c.contains("2xx")), "{checks:?}");
+    assert!(str_of(&i["summary"]).contains(result), "{i:#}");
+    let p = probe_of(report, "ios-notifications");
+    assert_eq!(
+        step_of(p, "delivery")["failures"][0]["kind"],
+        "rejected",
+        "{p:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,7 +85,9 @@ async fn each_delivery_failure_is_named() {
     ];
     for (fault, result) in cases {
         sb.set_faults(fault.clone()).await;
-        let p = delivery_failure(&sb).await;
+        let report = failing_report(&sb).await;
+        assert_backend_delivery_incident(&report, result);
+        let p = probe_of(&report, "ios-notifications");
         let reason = p["reason"].as_str().unwrap_or_default();
         assert!(reason.starts_with("delivery:"), "{fault}: {reason}");
         assert!(reason.contains(result), "{fault}: {reason}");
@@ -67,7 +105,9 @@ async fn a_backend_that_hangs_times_the_delivery_out() {
         json!({"route": [{"path": "/iap/notifications/apple", "hang": true}]}),
     ))
     .await;
-    let p = delivery_failure(&sb).await;
+    let report = failing_report(&sb).await;
+    assert_backend_delivery_incident(&report, "TIMED_OUT");
+    let p = probe_of(&report, "ios-notifications");
     let reason = p["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("TIMED_OUT"), "{reason}");
 }
@@ -109,4 +149,37 @@ async fn a_delivered_notification_is_verified_and_found_in_the_backend() {
             .contains("not valid at signedDate"),
         "{delivery}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_payload_of_the_wrong_type_fails_with_the_field_named() {
+    let sb = Sb::start().await;
+    let dir = sb.path("probes-wrong-type");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/ios-notifications.toml"),
+    )
+    .unwrap();
+    let edited = shipped.replace(
+        r#""$.notificationType" = "TEST""#,
+        r#""$.notificationType" = "CONSUMPTION_REQUEST""#,
+    );
+    assert_ne!(
+        shipped, edited,
+        "the shipped probe expects notificationType TEST"
+    );
+    std::fs::write(dir.join("ios-notifications.toml"), edited).unwrap();
+    sb.use_probes_dir(&dir);
+    let p = delivery_failure(&sb).await;
+    let delivery = step_of(&p, "delivery");
+    assert_eq!(delivery["failures"][0]["kind"], "signature", "{delivery}");
+    let reason = str_of(&delivery["reason"]);
+    assert!(
+        reason.contains("signed payload is not as expected")
+            && reason.contains("$.notificationType")
+            && reason.contains("TEST")
+            && reason.contains("CONSUMPTION_REQUEST"),
+        "{reason}"
+    );
+    assert_eq!(step_of(&p, "backend-received")["attempts"], 0, "{p:#}");
 }

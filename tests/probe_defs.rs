@@ -281,7 +281,8 @@ fn good_file_loads_every_feature() {
         s.capture.iter().map(|c| c.var.as_str()).collect::<Vec<_>>(),
         ["env", "signed"]
     );
-    assert_eq!(s.verify_jws.as_deref(), Some("signed"));
+    let v = s.verify_jws.as_ref().expect("verify_jws");
+    assert_eq!((v.var.as_str(), v.expect.len()), ("signed", 0));
     assert_eq!(s.slo.p99, Some(Duration::from_secs(2)));
     assert_eq!(s.variables, ["apple", "fixture.transaction_id", "run_id"]);
 
@@ -342,4 +343,31 @@ fn builtins_are_the_callers_choice() {
     let src = "name = \"h\"\nplatform = \"any\"\n[[step]]\nname = \"h\"\nrequest = { url = \"{{base}}/health\" }\n";
     assert!(probe::load_str(src, Path::new("h.toml"), DEFAULT_BUILTINS).is_err());
     assert!(probe::load_str(src, Path::new("h.toml"), &["base"]).is_ok());
+}
+
+#[test]
+fn verify_jws_table_form_compiles_payload_expectations() {
+    let src = r#"
+name = "n"
+platform = "ios"
+
+[[step]]
+name = "a"
+request = { url = "{{apple}}/x" }
+capture = { payload = "$.signedPayload" }
+verify_jws = { capture = "payload", expect = { "$.notificationType" = "TEST", "$.data.bundleId" = "{{bundle_id}}" } }
+
+[[step]]
+name = "b"
+request = { url = "{{backend}}/{{jws.notificationUUID}}" }
+"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("n.toml");
+    std::fs::write(&path, src).unwrap();
+    let p = probe::load_file(&path, DEFAULT_BUILTINS).unwrap_or_else(|e| panic!("{e}"));
+    let v = p.steps[0].verify_jws.as_ref().expect("verify_jws");
+    assert_eq!(v.var, "payload");
+    let paths: Vec<&str> = v.expect.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(paths, ["$.data.bundleId", "$.notificationType"]);
+    assert_eq!(v.expect[1].matcher, Matcher::Equals(json!("TEST")));
 }

@@ -114,13 +114,13 @@ fn the_schema_enums_are_the_codes() {
     fn all_kinds() -> Vec<FailureKind> {
         use FailureKind::*;
         let all = vec![
-            Network, Timeout, Deadline, Credential, Assertion, Poll, Capture, Signature, Body,
-            Template,
+            Network, Timeout, Deadline, Credential, Assertion, Poll, Capture, Signature, Rejected,
+            Body, Template,
         ];
         for k in &all {
             match k {
                 Network | Timeout | Deadline | Credential | Assertion | Poll | Capture
-                | Signature | Body | Template => {}
+                | Signature | Rejected | Body | Template => {}
             }
         }
         all

@@ -61,7 +61,8 @@ pub fn pagerduty_severity(p: &str) -> &'static str {
 pub fn section_for_incident(kind: &str) -> &'static str {
     match kind {
         crate::report::incident::ENTITLEMENT_SYNC => "Entitlement Sync Issues",
-        crate::report::incident::SERVER_VERIFICATION => "Server Verification Failures",
+        crate::report::incident::SERVER_VERIFICATION
+        | crate::report::incident::NOTIFICATION_DELIVERY => "Server Verification Failures",
         _ => "Purchase Flow Failures",
     }
 }

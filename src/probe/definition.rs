@@ -105,14 +105,59 @@ pub struct StepDef {
     pub fail_if: Option<Spanned<ExpectDef>>,
     #[serde(default)]
     pub slo: Option<Spanned<SloDef>>,
-    /// Name of a variable (captured by this or an earlier step) holding Apple signed data
-    /// (JWS with an x5c chain) that must verify.
+    /// Apple signed data (JWS with an x5c chain) in a variable captured by this or an
+    /// earlier step, that must verify, optionally with expectations on its payload.
     #[serde(default)]
-    pub verify_jws: Option<Spanned<String>>,
+    pub verify_jws: Option<Spanned<VerifyJwsDef>>,
     /// Numeric captures of this step to record as figures (history, metrics), e.g.
     /// `record = ["cache_hit_ratio"]`.
     #[serde(default)]
     pub record: Vec<Spanned<String>>,
+}
+
+/// `verify_jws = "var"`, or `verify_jws = { capture = "var", expect = { "$.path" = matcher } }`
+/// with the usual matchers applied to the verified payload.
+#[derive(Debug)]
+pub struct VerifyJwsDef {
+    pub capture: Spanned<String>,
+    pub expect: BTreeMap<Spanned<String>, Spanned<MatcherDef>>,
+}
+
+/// The table form of [`VerifyJwsDef`]; its own type so unknown keys are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyJwsTable {
+    capture: Spanned<String>,
+    #[serde(default)]
+    expect: BTreeMap<Spanned<String>, Spanned<MatcherDef>>,
+}
+
+impl<'de> Deserialize<'de> for VerifyJwsDef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = VerifyJwsDef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a variable name, or a table with `capture` and `expect`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<VerifyJwsDef, E> {
+                // A bare string has no span of its own; the step's `verify_jws` span
+                // is used for messages about it.
+                Ok(VerifyJwsDef {
+                    capture: Spanned::new(0..0, v.to_string()),
+                    expect: BTreeMap::new(),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<VerifyJwsDef, A::Error> {
+                let t = VerifyJwsTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(VerifyJwsDef {
+                    capture: t.capture,
+                    expect: t.expect,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `retry = { attempts = N }` (reserved: parsed and validated, policy is the runner's).

@@ -17,13 +17,13 @@ pub mod template;
 mod validate;
 mod validate_parts;
 
-pub use assert::{AssertionFailure, Response, check};
+pub use assert::{AssertionFailure, Response, check, check_json};
 pub use capture::{CaptureFailure, capture};
 pub use definition::{Auth, Platform};
 pub use diag::{Diagnostic, LoadError};
 pub use duration::Dur;
 pub use load::{DEFAULT_BUILTINS, load_dir, load_file, load_str};
 pub use model::{
-    Body, Capture, Expect, JsonCheck, Matcher, Method, Poll, Probe, Request, Slo, Step,
+    Body, Capture, Expect, JsonCheck, Matcher, Method, Poll, Probe, Request, Slo, Step, VerifyJws,
 };
 pub use template::{TemplateError, Vars, render, render_json, variables};

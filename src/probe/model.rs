@@ -53,14 +53,22 @@ pub struct Step {
     pub capture: Vec<Capture>,
     pub poll: Option<Poll>,
     pub slo: Slo,
-    /// Variable holding Apple signed data (JWS + x5c) that must verify after this step.
-    pub verify_jws: Option<String>,
+    /// Apple signed data (JWS + x5c) that must verify after this step.
+    pub verify_jws: Option<VerifyJws>,
     /// Captures of this step recorded as numeric figures.
     pub record: Vec<String>,
     /// Every variable the step's templates reference (sorted, deduplicated).
     pub variables: Vec<String>,
     /// 1-based line of the step in its file, for messages.
     pub line: usize,
+}
+
+/// `verify_jws`: which variable holds the signed data, and what its verified payload
+/// must say (the built-in bundle and environment checks come on top).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyJws {
+    pub var: String,
+    pub expect: Vec<JsonCheck>,
 }
 
 /// HTTP methods a probe may use.

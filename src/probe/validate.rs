@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::definition::{ProbeDef, RequestDef, SloDef, StepDef};
 use super::diag::Sink;
-use super::model::{Body, Capture, Method, Poll, Probe, Request, Slo, Step};
+use super::model::{Body, Capture, Method, Poll, Probe, Request, Slo, Step, VerifyJws};
 use super::validate_parts::{Ctx, valid_name, valid_var};
 
 /// Validates a parsed probe file. Problems are pushed to `sink`; the returned probe is only
@@ -165,13 +165,21 @@ fn step(ctx: &mut Ctx<'_, '_>, s: &Spanned<StepDef>, key: &str, line: usize) -> 
     };
     let capture = captures(ctx, def, key);
     let verify_jws = def.verify_jws.as_ref().map(|v| {
-        let name = v.get_ref();
+        let name = v.get_ref().capture.get_ref();
+        // The bare-string form has no span of its own: point at `verify_jws`.
+        let span = Some(v.get_ref().capture.span())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| v.span());
         if !ctx.captured.contains(name.as_str()) {
             let msg = format!("`{name}` is not captured by this or an earlier step");
-            ctx.err(&v.span(), &format!("{key}.verify_jws"), msg);
+            ctx.err(&span, &format!("{key}.verify_jws"), msg);
         }
+        let expect = ctx.json_checks(&v.get_ref().expect, &format!("{key}.verify_jws.expect"));
         ctx.captured.insert("jws.*".to_string());
-        name.clone()
+        VerifyJws {
+            var: name.clone(),
+            expect,
+        }
     });
     let mut record = Vec::new();
     for r in &def.record {

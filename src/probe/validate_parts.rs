@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use serde_json::Value;
 use serde_json_path::JsonPath;
+use toml::Spanned;
 
 use super::definition::{ExpectDef, MatcherDef};
 use super::diag::Sink;
@@ -107,12 +108,23 @@ impl Ctx<'_, '_> {
                 }
             }
         }
-        for (path, matcher) in &def.json {
-            let k = format!("{key}.json.{}", path.get_ref());
+        out.json = self.json_checks(&def.json, &format!("{key}.json"));
+        out
+    }
+
+    /// Validates `"$.path" = matcher` lines (of `expect.json`, `verify_jws.expect`).
+    pub fn json_checks(
+        &mut self,
+        def: &BTreeMap<Spanned<String>, Spanned<MatcherDef>>,
+        key: &str,
+    ) -> Vec<JsonCheck> {
+        let mut out = Vec::new();
+        for (path, matcher) in def {
+            let k = format!("{key}.{}", path.get_ref());
             let compiled = self.json_path(&path.span(), &k, path.get_ref());
             let m = self.matcher(&matcher.span(), &k, matcher.get_ref());
             if let (Some(compiled), Some(matcher)) = (compiled, m) {
-                out.json.push(JsonCheck {
+                out.push(JsonCheck {
                     path: path.get_ref().clone(),
                     singular: is_singular_path(path.get_ref()),
                     compiled,

@@ -10,12 +10,8 @@ pub fn for_failure(
     credential: bool,
     kind: FailureKind,
     status: Option<u16>,
-    reason: &str,
 ) -> String {
     use FailureKind::*;
-    if reason.contains("sendAttemptResult") {
-        return "App Store Server Notifications are not reaching the backend: check the notification URL in App Store Connect, the backend's /iap/notifications/apple endpoint, its TLS certificate and response codes".into();
-    }
     if credential {
         return match auth {
             Some(Auth::AppStore) => "App Store JWT could not be signed: check the .p8 key file, key id and issuer id (runbook: Server Verification Failures > Authentication Issues)".into(),
@@ -32,6 +28,9 @@ pub fn for_failure(
         (Poll, _, _) => "entitlement did not appear in time: check /iap/cache/stats, cache refresh rates and entitlement propagation (runbook: Entitlement Sync Issues)".into(),
         (Timeout, _, _) | (Deadline, _, _) => format!("{step} is slow or hanging: check verification response times, database and platform API latency (runbook: Server Verification Failures)"),
         (Network, _, _) => format!("{step} unreachable: curl -f the health endpoint, check DNS, TLS certificates, firewall and proxy (runbook: Network and Infrastructure)"),
+        // Apple reported the send attempt to the backend as failed (the notification probe).
+        (Rejected, _, Some(Auth::AppStore)) => "App Store Server Notifications are not reaching the backend: check the notification URL in App Store Connect, the backend's /iap/notifications/apple endpoint, its TLS certificate and response codes".into(),
+        (Rejected, _, _) => format!("{step} reported the awaited outcome as failed: the reason names what it reported"),
         (Signature, _, _) => "signed data did not verify: check the trust anchors (root_ca), the bundle id and the environment; a non-JWS body means the platform answered with an error page".into(),
         (Capture, _, _) => "a value the next step needs was missing: the response shape changed; compare with the contract".into(),
         (Body, _, _) => "the response body was unreadable or too large: check what the endpoint now returns".into(),

@@ -24,6 +24,9 @@ pub struct Incident {
 pub const PURCHASE_FLOW: &str = "Purchase Flow Failure";
 pub const ENTITLEMENT_SYNC: &str = "Entitlement Sync Issue";
 pub const SERVER_VERIFICATION: &str = "Server Verification Failure";
+/// Apple could not deliver a server notification: the backend's endpoint is at fault
+/// (a Server Verification Failure in the runbook's terms, owned by the backend team).
+pub const NOTIFICATION_DELIVERY: &str = "Notification Delivery Failure";
 
 fn checks(kind: &str, backend: &str) -> Vec<String> {
     let v: &[&str] = match kind {
@@ -38,6 +41,12 @@ fn checks(kind: &str, backend: &str) -> Vec<String> {
             "grep cache_refresh /var/log/iap/entitlements.log",
             "curl -H \"Authorization: Bearer $ADMIN_TOKEN\" {backend}/iap/user/USER_ID/entitlements",
             "force a refresh: POST {backend}/iap/cache/refresh/USER_ID",
+        ],
+        NOTIFICATION_DELIVERY => &[
+            "is {backend}/iap/notifications/apple reachable from the internet (Apple posts from 17.0.0.0/8): check DNS, firewall, load balancer and WAF rules",
+            "is its TLS certificate valid (unexpired, full chain, matching host; TLS 1.2+): openssl s_client -connect HOST:443 -servername HOST",
+            "does it answer 2xx fast: curl -sS -o /dev/null -w '%{http_code} %{time_total}s' -X POST -d '{}' {backend}/iap/notifications/apple",
+            "check the notification URL in App Store Connect and the backend's notification log for signature or parse errors",
         ],
         _ => &[
             "check verification success rates: grep verification_result /var/log/iap/verification.log",
@@ -160,6 +169,26 @@ pub fn classify(report: &Report, backend: &str) -> Option<Incident> {
                 )
             };
             return Some(make(SERVER_VERIFICATION, "P1", summary, backend));
+        }
+    }
+    // Apple answered and reported its send attempt to the backend as failed: the
+    // backend's problem, not Apple's.
+    for p in &failing {
+        if let Some(s) = p
+            .steps
+            .iter()
+            .find(|s| s.target == "apple" && failed_kind(s, &[FailureKind::Rejected]))
+        {
+            return Some(make(
+                NOTIFICATION_DELIVERY,
+                "P1",
+                format!(
+                    "notification delivery ({}): Apple could not deliver to the backend's notification endpoint ({}); the backend must accept Apple's POST",
+                    p.platform,
+                    s.reason.clone().unwrap_or_else(|| s.name.clone())
+                ),
+                backend,
+            ));
         }
     }
     for p in &failing {

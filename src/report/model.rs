@@ -181,7 +181,6 @@ fn step_report(run: &ProbeRun, i: usize, targets: &SloTargets) -> StepReport {
                     info.credential.is_some(),
                     kind,
                     stats.last_status,
-                    r,
                 ));
             }
         }

@@ -196,3 +196,48 @@ pub async fn exchange(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_retry_after;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn retry_after_in_delta_seconds() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn retry_after_as_apple_absolute_unix_ms() {
+        let at = crate::clock::now_ms() + 1_500;
+        let d = parse_retry_after(&at.to_string()).unwrap();
+        assert!(
+            d <= Duration::from_millis(1_500) && d >= Duration::from_millis(1_000),
+            "{d:?}"
+        );
+        // A moment already past means "now", not a huge or negative wait.
+        let past = crate::clock::now_ms() - 5_000;
+        assert_eq!(parse_retry_after(&past.to_string()), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn retry_after_as_http_date() {
+        let at = SystemTime::now() + Duration::from_secs(30);
+        let d = parse_retry_after(&httpdate::fmt_http_date(at)).unwrap();
+        // HTTP dates have whole seconds.
+        assert!(
+            d <= Duration::from_secs(30) && d >= Duration::from_secs(28),
+            "{d:?}"
+        );
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(60));
+        assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn unreadable_retry_after_is_ignored() {
+        for v in ["", "soon", "-5", "1.5", "Mon, 99 Foo 2024"] {
+            assert_eq!(parse_retry_after(v), None, "{v:?}");
+        }
+    }
+}

@@ -239,7 +239,10 @@ fn record(stats: &mut ProbeStats, i: usize, r: &StepResult) {
             // A slow failure is still a latency figure; a refused connection is not.
             if matches!(
                 kind,
-                FailureKind::Assertion | FailureKind::Timeout | FailureKind::Poll
+                FailureKind::Assertion
+                    | FailureKind::Rejected
+                    | FailureKind::Timeout
+                    | FailureKind::Poll
             ) && let Some(l) = r.latency
             {
                 s.record_latency(l);

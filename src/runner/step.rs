@@ -372,7 +372,7 @@ pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instan
                 && judge(f, &ex, vars).is_none()
             {
                 let mut r = StepResult::fail(
-                    FailureKind::Assertion,
+                    FailureKind::Rejected,
                     format!("gave up polling: {}", matched_values(f, &ex)),
                     Some(start.elapsed()),
                 );

@@ -31,6 +31,8 @@ pub enum FailureKind {
     Capture,
     /// Signed data did not verify.
     Signature,
+    /// While polling, the server reported the awaited outcome as failed (`fail_if`).
+    Rejected,
     /// The response body was too large or unreadable.
     Body,
     /// A template variable had no value.

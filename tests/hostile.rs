@@ -279,6 +279,35 @@ async fn refused_and_tls_failures_are_network_trouble() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_failure_is_network_trouble() {
+    let sb = Sb::start().await;
+    // RFC 6761: a `.invalid` name never resolves, and the prober refuses it without asking
+    // a DNS server, so nothing leaves loopback.
+    sb.edit("probe.toml", |s| {
+        s.replacen(
+            &format!("[backend]\nbase_url = \"{}\"", sb.sb.base_url),
+            "[backend]\nbase_url = \"http://backend.iap-probe.invalid:8080\"",
+            1,
+        )
+    });
+    let cfg = sb.config_str();
+    // No proxy either: a proxy would be sent the name instead of it failing here.
+    let run = probe_env(
+        &[
+            "run", "--config", &cfg, "--format", "json", "--probe", "health",
+        ],
+        &[("NO_PROXY", "*"), ("no_proxy", "*")],
+    )
+    .await;
+    run.expect_code(1);
+    let report = run.json();
+    let health = step_of(probe_of(&report, "health"), "health");
+    assert_eq!(kind(health), "network", "{health}");
+    assert!(reason(health).contains("DNS lookup failed"), "{health}");
+    assert!(reason(health).contains(".invalid"), "{health}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_retried_where_the_step_allows_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let sb = Sb::start().await;

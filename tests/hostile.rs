@@ -320,7 +320,31 @@ retry = { attempts = 3 }
 request = { method = "GET", url = "{{backend}}/iap/health" }
 expect = { status = 200 }
 "#;
+    // One retry, a short timeout: for the Retry-After and timeout cases.
+    let once = r#"
+name = "once"
+platform = "any"
+[[step]]
+name = "health"
+timeout = "500ms"
+retry = { attempts = 1 }
+request = { method = "GET", url = "{{backend}}/iap/health" }
+expect = { status = 200 }
+"#;
+    // A POST is not idempotent: sending it twice may act twice.
+    let posting = r#"
+name = "posting"
+platform = "any"
+[[step]]
+name = "post"
+timeout = "500ms"
+retry = { attempts = 3 }
+request = { method = "POST", url = "{{backend}}/iap/health", json = { ping = 1 } }
+expect = { status = 200 }
+"#;
     std::fs::write(dir.path().join("retrying.toml"), probe_file).unwrap();
+    std::fs::write(dir.path().join("once.toml"), once).unwrap();
+    std::fs::write(dir.path().join("posting.toml"), posting).unwrap();
     sb.use_probes_dir(dir.path());
     // Always 429: three retries, then the failure, every retry counted.
     sb.set_faults(
@@ -330,6 +354,37 @@ expect = { status = 200 }
     let (health, _) = run_step(&sb, "retrying", "health", &[]).await;
     assert_eq!(health["retries"], 3, "{health}");
     assert!(reason(&health).contains("429"), "{health}");
+    // Always 503: retried the same way.
+    sb.set_faults(
+        json!({"route": [{"path": "/iap/health", "status": 503, "retry_after": "100ms"}]}),
+    )
+    .await;
+    let (health, _) = run_step(&sb, "retrying", "health", &[]).await;
+    assert_eq!(health["retries"], 3, "{health}");
+    assert!(reason(&health).contains("503"), "{health}");
+    // Retry-After is obeyed, as delta seconds and as an HTTP date: the sandbox announces
+    // at least 1 s, four times the first backoff (at most 200 ms), so a run shorter than
+    // that came back early.
+    for (form, fault) in [
+        (
+            "seconds",
+            json!({"path": "/iap/health", "status": 503, "retry_after": "1s"}),
+        ),
+        (
+            "HTTP date",
+            json!({"path": "/iap/health", "status": 503, "retry_after": "1s", "retry_after_date": true}),
+        ),
+    ] {
+        sb.set_faults(json!({ "route": [fault] })).await;
+        let (health, report) = run_step(&sb, "once", "health", &[]).await;
+        assert_eq!(health["retries"], 1, "{form}: {health}");
+        assert!(reason(&health).contains("503"), "{form}: {health}");
+        let ran = report["duration_seconds"].as_f64().unwrap();
+        assert!(
+            ran >= 0.95,
+            "{form}: retried after {ran} s, before Retry-After"
+        );
+    }
     // Half the answers 429 (seeded): it gets through, with the retries reported.
     sb.set_faults(json!({"seed": 3, "route": [{"path": "/iap/health", "status": 429, "error_rate": 0.5, "retry_after": "50ms"}]}))
         .await;
@@ -340,6 +395,8 @@ expect = { status = 200 }
         &cfg,
         "--format",
         "json",
+        "--probe",
+        "retrying",
         "--iterations",
         "20",
     ])
@@ -348,10 +405,21 @@ expect = { status = 200 }
     let health = step_of(probe_of(&report, "retrying"), "health");
     assert!(health["retries"].as_u64().unwrap() > 0, "{health}");
     assert!(health["ok"].as_u64().unwrap() >= 18, "{health}");
-    // A POST is not idempotent: a refused connection is retried, a timeout is not; an
-    // assertion failure never is.
+    // A timeout: the GET (idempotent, safe to send again) is retried, the POST is not —
+    // the server may have acted on it — whatever `retry` allows.
+    sb.set_faults(json!({"route": [{"path": "/iap/health", "hang": true}]}))
+        .await;
+    let (get, _) = run_step(&sb, "once", "health", &[]).await;
+    assert_eq!(kind(&get), "timeout", "{get}");
+    assert_eq!(get["retries"], 1, "{get}");
+    let (post, _) = run_step(&sb, "posting", "post", &[]).await;
+    assert_eq!(kind(&post), "timeout", "{post}");
+    assert_eq!(post["retries"], 0, "{post}");
+    // A 500 is an answer, not a request to come back: an assertion failure is never
+    // retried, even on a GET with retries allowed.
     sb.set_faults(json!({"route": [{"path": "/iap/health", "status": 500}]}))
         .await;
     let (health, _) = run_step(&sb, "retrying", "health", &[]).await;
+    assert_eq!(kind(&health), "assertion", "{health}");
     assert_eq!(health["retries"], 0, "{health}");
 }

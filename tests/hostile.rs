@@ -189,6 +189,24 @@ async fn odd_bodies_fail_with_precise_reasons() {
             json!({"body": "<html><body>Service Unavailable</body></html>", "status": 200}),
             "no JSON body",
         ),
+        // The type is named: it says who answered (a proxy's or CDN's page).
+        (
+            json!({"body": "<!doctype html><html><body>Sign in</body></html>", "content_type": "text/html", "status": 200}),
+            "$.valid: no JSON body (Content-Type text/html; starts \"<!doctype html>",
+        ),
+        (
+            json!({"body": "Service Unavailable", "content_type": "", "status": 200}),
+            "$.valid: no JSON body (no Content-Type; starts \"Service Unavailable\")",
+        ),
+        (
+            json!({"body": "", "content_type": "application/json", "status": 200}),
+            "no JSON body (Content-Type application/json; empty body)",
+        ),
+        // JSON under a slightly different type is judged as JSON, not refused.
+        (
+            json!({"body": "{\"valid\": false}", "content_type": "application/problem+json", "status": 200}),
+            "$.valid is false",
+        ),
         (
             json!({"body": "{\"valid\": tr", "content_type": "application/json", "status": 200}),
             "no JSON body",

@@ -274,6 +274,7 @@ fn judge(expect: &Expect, ex: &Exchange, vars: &Vars) -> Option<String> {
         status: ex.status,
         json: ex.json.as_ref(),
         body_snippet: &snippet,
+        content_type: ex.content_type.as_deref(),
     };
     let failures = check(expect, &resp, vars);
     if failures.is_empty() {

@@ -319,6 +319,7 @@ fn good_file_loads_every_feature() {
         status: 200,
         json: Some(&resp),
         body_snippet: "",
+        content_type: None,
     };
     assert!(probe::check(&poll.until, &r, &vars).is_empty());
 
@@ -334,6 +335,7 @@ fn good_file_loads_every_feature() {
         status: 200,
         json: Some(&body),
         body_snippet: "",
+        content_type: None,
     };
     assert!(probe::check(&p.steps[0].expect, &r, &vars).is_empty());
 }

@@ -477,6 +477,7 @@ fn load_and_judge(src: &str) -> Result<(), TestCaseError> {
                         status: 200,
                         json: Some(&doc),
                         body_snippet: "",
+                        content_type: None,
                     },
                     &vars(),
                 );
@@ -633,7 +634,7 @@ proptest! {
         with_json in any::<bool>(),
     ) {
         for expect in real_expects() {
-            let resp = Response { status, json: with_json.then_some(&doc), body_snippet: &snippet };
+            let resp = Response { status, json: with_json.then_some(&doc), body_snippet: &snippet, content_type: None };
             let failures = probe::check(expect, &resp, &vars());
             for f in &failures {
                 prop_assert!(!f.message.is_empty());
@@ -653,7 +654,7 @@ proptest! {
     ) {
         let json: Vec<JsonCheck> = checks.into_iter().filter_map(|(p, m)| json_check(&p, m)).collect();
         let expect = Expect { status: vec![], json };
-        let resp = Response { status: 200, json: Some(&doc), body_snippet: "" };
+        let resp = Response { status: 200, json: Some(&doc), body_snippet: "", content_type: None };
         let failures = probe::check(&expect, &resp, &vars());
         prop_assert!(failures.len() <= expect.json.len());
         for jc in &expect.json {
@@ -679,7 +680,7 @@ proptest! {
         let path = format!("$['{key}']");
         let run = |m: Matcher| {
             let expect = Expect { status: vec![], json: vec![json_check(&path, m).unwrap()] };
-            probe::check(&expect, &Response { status: 200, json: Some(&doc), body_snippet: "" }, &vars()).len()
+            probe::check(&expect, &Response { status: 200, json: Some(&doc), body_snippet: "", content_type: None }, &vars()).len()
         };
         prop_assert_eq!(run(Matcher::Exists(true)), 0);
         prop_assert_eq!(run(Matcher::Exists(false)), 1);
@@ -710,7 +711,7 @@ proptest! {
         // An absent key: every matcher but exists = false fails.
         let absent = "$['no such key at all']";
         let expect = Expect { status: vec![], json: vec![json_check(absent, Matcher::Exists(false)).unwrap()] };
-        let resp = Response { status: 200, json: Some(&doc), body_snippet: "" };
+        let resp = Response { status: 200, json: Some(&doc), body_snippet: "", content_type: None };
         let failures = probe::check(&expect, &resp, &vars());
         prop_assert!(failures.is_empty(), "{:?}", failures);
     }

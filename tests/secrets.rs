@@ -42,6 +42,44 @@ const SHAPES: &[(&str, &str)] = &[
     ("a sandbox admin token", "sandbox-admin-"),
 ];
 
+/// What `fragment` looks like inside a longer base64 or base64url text, at each of the
+/// three alignments: only the characters that depend on the fragment alone.
+fn base64_forms(fragment: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (name, engine) in [("base64", &STANDARD), ("base64url", &URL_SAFE)] {
+        for offset in 0..3 {
+            let mut padded = vec![0u8; offset];
+            padded.extend_from_slice(fragment);
+            let enc = engine.encode(&padded);
+            let start = if offset == 0 { 0 } else { 4 };
+            let end = (padded.len() / 3) * 4;
+            assert!(end >= start + 8, "fragment too short to look for");
+            out.push((
+                format!("{name}, offset {offset}"),
+                enc.as_bytes()[start..end].to_vec(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_forms_find_a_fragment_anywhere_in_an_encoded_text() {
+    let fragment = b"ya29.sandbox-Zq8";
+    for prefix in ["", "x", "xy", "Bearer "] {
+        let text = [prefix.as_bytes(), fragment, b" and more"].concat();
+        for engine in [&STANDARD, &URL_SAFE, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let enc = engine.encode(&text);
+            assert!(
+                base64_forms(fragment)
+                    .iter()
+                    .any(|(_, n)| find(enc.as_bytes(), n).is_some()),
+                "{prefix:?}: {enc}"
+            );
+        }
+    }
+}
+
 fn pem_lines(pem: &str) -> Vec<String> {
     pem.lines()
         .map(str::trim)
@@ -51,7 +89,7 @@ fn pem_lines(pem: &str) -> Vec<String> {
 }
 
 impl Secrets {
-    fn of(sb: &Sb) -> Secrets {
+    async fn of(sb: &Sb) -> Secrets {
         let mut exact: Vec<(String, Vec<u8>)> = Vec::new();
         let mut add = |name: &str, v: &[u8]| exact.push((name.to_string(), v.to_vec()));
         let admin = sb.admin_token();
@@ -105,6 +143,25 @@ impl Secrets {
             "the service-account private_key (JSON-escaped)",
             &escaped.as_bytes()[40..120],
         );
+        // The JWTs and access tokens are minted inside each `probe` process, so their
+        // base64 forms (a token inside an encoded blob: a Basic header, a pushed payload)
+        // are looked for by what every one of them starts with: the App Store JWT's
+        // header segment (fixed by the key id) and the sandbox's `ya29.sandbox-` prefix.
+        let (config, probes) = iap_probe::app::load(&sb.config()).unwrap();
+        let engine = iap_probe::runner::Engine::new(config, probes)
+            .await
+            .unwrap();
+        let jwt = engine.apple.as_ref().unwrap().token().unwrap();
+        let header = jwt.token.expose().split('.').next().unwrap().to_string();
+        assert!(header.starts_with("eyJ") && header.len() > 20, "{header}");
+        for (what, fragment) in [
+            ("the App Store JWT", format!("{header}.")),
+            ("a Google access token", "ya29.sandbox-".to_string()),
+        ] {
+            for (form, needle) in base64_forms(fragment.as_bytes()) {
+                exact.push((format!("{what} ({form})"), needle));
+            }
+        }
         Secrets { exact }
     }
 
@@ -324,7 +381,7 @@ async fn capture_server() -> (String, Arc<Mutex<Vec<u8>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_run_leaks_nothing_anywhere() {
     let sb = Sb::start().await;
-    let secrets = Secrets::of(&sb);
+    let secrets = Secrets::of(&sb).await;
     let mut c = Collected::default();
     run_every_format(&sb, &mut c, &[], Some(0)).await;
     // Metrics pushed to a Pushgateway.
@@ -376,7 +433,7 @@ async fn a_healthy_run_leaks_nothing_anywhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_and_refused_credentials_leak_nothing() {
     let sb = Sb::start().await;
-    let secrets = Secrets::of(&sb);
+    let secrets = Secrets::of(&sb).await;
     let mut c = Collected::default();
     let key_id = sb
         .p8_path()
@@ -459,7 +516,7 @@ async fn revoked_and_refused_credentials_leak_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_trouble_and_deadlines_leak_nothing() {
     let sb = Sb::start().await;
-    let secrets = Secrets::of(&sb);
+    let secrets = Secrets::of(&sb).await;
     let mut c = Collected::default();
     // 503 with Retry-After from Apple and the backend, 429 from Google's API.
     sb.set_faults(json!({"route": [
@@ -652,7 +709,7 @@ async fn debug_output_of_credential_types_redacts() {
     use iap_probe::secret::{Secret, SecretSource};
 
     let sb = Sb::start().await;
-    let secrets = Secrets::of(&sb);
+    let secrets = Secrets::of(&sb).await;
     let config = iap_probe::config::load(&sb.config()).unwrap();
     let probes = load_dir(&config.probes_dir, DEFAULT_BUILTINS).unwrap();
     let engine = Engine::new(config.clone(), probes).await.unwrap();
@@ -744,13 +801,11 @@ async fn debug_output_of_credential_types_redacts() {
 }
 
 /// A backend that echoes the caller's credential in an error body: the failure reason
-/// quotes the start of the body, and with it the echo. Not fixed yet (the body snippet is
-/// built in `src/runner/step.rs`, `judge`, and `src/runner/http.rs`, `Exchange::snippet`):
-/// run with `cargo test --test secrets -- --ignored` once it is.
+/// quotes the start of the body, so the echo is redacted first (`Exchange::redact`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_echoing_the_credential_is_not_quoted() {
     let sb = Sb::start().await;
-    let secrets = Secrets::of(&sb);
+    let secrets = Secrets::of(&sb).await;
     let admin = sb.admin_token();
     sb.set_faults(json!({"route": [{
         "path": "/iap/cache/refresh",
@@ -762,5 +817,119 @@ async fn a_backend_echoing_the_credential_is_not_quoted() {
     let mut c = Collected::default();
     run_every_format(&sb, &mut c, &["--probe", "entitlement-sync"], Some(1)).await;
     history_and_friends(&sb, &mut c).await;
+    c.assert_clean(&secrets);
+}
+
+/// `probe daemon`'s `/metrics` and `/results/latest`, and the alert payloads sent to
+/// PagerDuty and Slack (local receivers), with failing probes whose reasons are quoted
+/// everywhere — one behind a backend that echoes the admin token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_endpoints_and_alert_payloads_leak_nothing() {
+    use std::time::{Duration, Instant};
+    let sb = Sb::start().await;
+    let secrets = Secrets::of(&sb).await;
+    let admin = sb.admin_token();
+    let (pagerduty, paged) = capture_server().await;
+    let (slack, posted) = capture_server().await;
+    std::fs::write(
+        sb.path("slack-webhook-url"),
+        format!("{slack}/services/T0TEST/B0TEST/hook\n"),
+    )
+    .unwrap();
+    sb.edit("probe.toml", |s| {
+        format!(
+            "{s}\n[alerting]\nbackoff = \"50ms\"\nalert_after = 1\nwithin_runs = 1\nresolve_after = 1\n\
+             [alerting.pagerduty]\nrouting_key = {{ env = \"TEST_PD_ROUTING_KEY\" }}\nurl = \"{pagerduty}/v2/enqueue\"\n\
+             [alerting.slack]\nwebhook_url = {{ file = \"slack-webhook-url\" }}\n"
+        )
+    });
+    sb.set_faults(json!({"route": [
+        {"path": "/iap/cache/refresh", "status": 401, "content_type": "text/plain",
+         "body": format!("invalid token: Bearer {admin}")},
+        {"path": "/iap/verify", "outage": true},
+    ]}))
+    .await;
+    const KEY: (&str, &str) = ("TEST_PD_ROUTING_KEY", "R0UT1NGKEYa1b2c3d4e5f6a7b8c9d0e1");
+    let mut c = Collected::default();
+    let cfg = sb.config_str();
+    let run = probe_env(
+        &["run", "--config", &cfg, "--format", "json"],
+        &[TRACE[0], KEY],
+    )
+    .await;
+    run.expect_code(1);
+    c.run(&run);
+
+    // The daemon: one scheduled run, then its endpoints.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = sb.path("daemon.log");
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_probe"))
+        .args(["daemon", "--config", &cfg, "--interval", "1s", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "trace")
+        .env(KEY.0, KEY.1)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("the probe binary starts");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = Instant::now();
+    // A bounded poll for the condition: a run has finished.
+    let metrics = loop {
+        if let Ok(r) = http.get(format!("{base}/metrics")).send().await
+            && r.status() == 200
+            && let Ok(body) = r.text().await
+            && body
+                .lines()
+                .any(|l| l.starts_with("iap_probe_daemon_runs_total ") && !l.ends_with(" 0"))
+        {
+            break body;
+        }
+        if start.elapsed() > Duration::from_secs(30) || daemon.try_wait().unwrap().is_some() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            panic!(
+                "no daemon run within 30 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let latest = http
+        .get(format!("{base}/results/latest"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(metrics.contains("iap_probe_"), "{metrics}");
+    assert!(latest.contains("entitlement-sync"), "{latest}");
+    c.add("the daemon's /metrics", metrics);
+    c.add("the daemon's /results/latest", latest);
+    c.add("the daemon's stderr (trace)", std::fs::read(&log).unwrap());
+
+    let paged = paged.lock().unwrap().clone();
+    let posted = posted.lock().unwrap().clone();
+    assert!(
+        String::from_utf8_lossy(&paged).contains("\"trigger\""),
+        "nothing paged: {}",
+        String::from_utf8_lossy(&paged)
+    );
+    assert!(!posted.is_empty(), "nothing posted to Slack");
+    c.add("the PagerDuty events", paged);
+    c.add("the Slack messages", posted);
     c.assert_clean(&secrets);
 }

@@ -133,7 +133,7 @@ fn parse_p8(text: &str) -> Result<EncodingKey, String> {
         .unwrap_or_default();
     if curve != P256_OID {
         return Err(format!(
-            "EC key on curve {curve}, but ES256 needs P-256 (1.2.840.10045.3.1.7)"
+            "EC key on curve {curve}, but ES256 needs P-256 (1.2.840.10045.3.1.7): download the .p8 key from {GET_A_KEY}"
         ));
     }
     p256::SecretKey::from_pkcs8_der(doc.as_bytes())
@@ -277,6 +277,16 @@ mod tests {
         rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .unwrap()
             .serialize_pem()
+    }
+
+    #[test]
+    fn a_wrong_curve_says_where_to_get_the_right_key() {
+        let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)
+            .unwrap()
+            .serialize_pem();
+        let e = parse_p8(&p384).err().unwrap();
+        assert!(e.contains("needs P-256"), "{e}");
+        assert!(e.contains("download the .p8 key from App Store Connect > Users and Access > Integrations > In-App Purchase"), "{e}");
     }
 
     #[test]

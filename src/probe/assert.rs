@@ -17,6 +17,8 @@ pub struct Response<'a> {
     pub json: Option<&'a Value>,
     /// The start of the raw body, shown when JSON was expected but absent.
     pub body_snippet: &'a str,
+    /// The `Content-Type` header, named when the body is not JSON (`None`: absent).
+    pub content_type: Option<&'a str>,
 }
 
 /// One failed assertion.
@@ -55,7 +57,7 @@ pub fn check_json(checks: &[JsonCheck], resp: &Response<'_>, vars: &Vars) -> Vec
             None => Some(format!(
                 "{}: no JSON body ({})",
                 jc.path,
-                describe_body(resp.body_snippet)
+                describe_body(resp.content_type, resp.body_snippet)
             )),
             Some(json) => json_failure(jc, json, vars),
         };
@@ -89,14 +91,20 @@ fn status_failure(accepted: &[u16], status: u16) -> Option<String> {
     Some(format!("status {status}, expected {expected}"))
 }
 
-fn describe_body(snippet: &str) -> String {
+/// What came instead of JSON: the declared type (the usual clue: a proxy's or load
+/// balancer's HTML page) and how the body starts.
+fn describe_body(content_type: Option<&str>, snippet: &str) -> String {
+    let ctype = match content_type.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(c) => format!("Content-Type {c}"),
+        None => "no Content-Type".into(),
+    };
     let s = snippet.trim();
     if s.is_empty() {
-        return "empty body".into();
+        return format!("{ctype}; empty body");
     }
     let short: String = s.chars().take(40).collect();
-    let more = if short.len() < s.len() { "..." } else { "" };
-    format!("content starts with {:?}", format!("{short}{more}"))
+    let more = if short.len() < s.len() { "…" } else { "" };
+    format!("{ctype}; starts \"{short}{more}\"")
 }
 
 fn json_failure(jc: &JsonCheck, json: &Value, vars: &Vars) -> Option<String> {

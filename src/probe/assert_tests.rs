@@ -29,6 +29,7 @@ fn run(e: &Expect, status: u16, body: &Value) -> Vec<String> {
         status,
         json: Some(body),
         body_snippet: "",
+        content_type: None,
     };
     check(e, &resp, &vars)
         .into_iter()
@@ -173,6 +174,7 @@ fn no_json_body() {
         status: 200,
         json: None,
         body_snippet: "<html><body>Bad gateway from the load balancer, please retry</body></html>",
+        content_type: Some("text/html; charset=utf-8"),
     };
     let msgs: Vec<String> = check(&e, &resp, &Vars::new())
         .into_iter()
@@ -181,16 +183,17 @@ fn no_json_body() {
     assert_eq!(
         msgs,
         [
-            "$.valid: no JSON body (content starts with \"<html><body>Bad gateway from the load ba...\")"
+            "$.valid: no JSON body (Content-Type text/html; charset=utf-8; starts \"<html><body>Bad gateway from the load ba…\")"
         ]
     );
     let resp = Response {
         status: 200,
         json: None,
         body_snippet: "  ",
+        content_type: None,
     };
     assert_eq!(
         check(&e, &resp, &Vars::new())[0].message,
-        "$.valid: no JSON body (empty body)"
+        "$.valid: no JSON body (no Content-Type; empty body)"
     );
 }

@@ -73,7 +73,8 @@ pub fn client_with_roots(
         .user_agent(concat!("iap-probe/", env!("CARGO_PKG_VERSION")))
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .pool_idle_timeout(Duration::from_secs(30));
+        .pool_idle_timeout(Duration::from_secs(30))
+        .dns_resolver(Arc::new(SpecialNames));
     if let Some(path) = ca_bundle {
         let pem = std::fs::read(path).map_err(|e| SetupError::Anchor {
             path: path.display().to_string(),
@@ -95,6 +96,28 @@ pub fn client_with_roots(
         }
     }
     b.build().map_err(|e| SetupError::Client(e.to_string()))
+}
+
+/// The system resolver, except that names under `.invalid` fail at once (RFC 6761 section
+/// 6.4): glibc would ask the configured DNS server about them, sending traffic for a name
+/// that by definition never resolves.
+struct SpecialNames;
+
+impl reqwest::dns::Resolve for SpecialNames {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        Box::pin(async move {
+            if host == "invalid" || host.ends_with(".invalid") {
+                return Err(format!(
+                    "no such host {host}: .invalid names never resolve (RFC 6761)"
+                )
+                .into());
+            }
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 impl Engine {

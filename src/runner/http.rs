@@ -12,6 +12,9 @@ pub struct Exchange {
     pub retry_after: Option<Duration>,
     pub body: Vec<u8>,
     pub json: Option<serde_json::Value>,
+    /// The `Content-Type` header as sent (`None`: absent or empty), for messages: the body
+    /// is judged by what it is, not by what it claims.
+    pub content_type: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -153,6 +156,18 @@ pub async fn exchange(
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            // A hostile server's header is quoted, not its essay.
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .trim()
+                    .chars()
+                    .take(80)
+                    .collect::<String>()
+            })
+            .filter(|c| !c.is_empty());
         let mut body = Vec::new();
         loop {
             match resp.chunk().await {
@@ -181,6 +196,7 @@ pub async fn exchange(
             retry_after,
             body,
             json,
+            content_type,
             elapsed,
         })
     };

@@ -122,6 +122,16 @@ async fn bearer(engine: &Engine, auth: Auth, refresh: bool) -> Result<Option<Str
     })
 }
 
+/// What a step's bearer credential is called in messages.
+fn credential_name(auth: Auth) -> &'static str {
+    match auth {
+        Auth::AppStore => "App Store JWT",
+        Auth::GooglePlay => "Google token",
+        Auth::Admin => "admin token",
+        Auth::None => "credential",
+    }
+}
+
 /// The rendered request, ready to send any number of times.
 struct Prepared {
     method: reqwest::Method,
@@ -173,15 +183,6 @@ async fn send(
     refresh: bool,
 ) -> Result<Exchange, (FailureKind, String, Option<Duration>)> {
     let configured = step.timeout.unwrap_or(engine.config.request_timeout);
-    let Some(timeout) = budget(configured, deadline) else {
-        return Err((
-            FailureKind::Deadline,
-            "run deadline reached before this request".into(),
-            None,
-        ));
-    };
-    let cut_by_deadline = timeout < configured;
-    tracing::trace!(method = %p.method, url = %p.url, auth = step.auth.as_str(), timeout_ms = timeout.as_millis() as u64, "sending");
     let mut req = engine.client.request(p.method.clone(), &p.url);
     for (k, v) in &p.headers {
         req = req.header(k, v);
@@ -191,15 +192,54 @@ async fn send(
             .header(reqwest::header::CONTENT_TYPE, *ctype)
             .body(bytes.clone());
     }
-    let mut sent = None;
-    match bearer(engine, step.auth, refresh).await {
-        Ok(Some(token)) => {
-            req = req.bearer_auth(&token);
-            sent = Some(token);
+    // A token fetch (a refresh after a 401, an expired cache) can hang like any request,
+    // and waits behind the other workers' fetches at the token source's gate: it gets the
+    // same bound as the request, or C workers would overshoot the deadline C times over.
+    let Some(cred_budget) = budget(configured, deadline) else {
+        return Err((
+            FailureKind::Deadline,
+            "run deadline reached before this request".into(),
+            None,
+        ));
+    };
+    let cred_start = Instant::now();
+    let sent = match tokio::time::timeout(cred_budget, bearer(engine, step.auth, refresh)).await {
+        Ok(Ok(token)) => token,
+        Ok(Err(e)) => return Err((FailureKind::Credential, e, None)),
+        Err(_) => {
+            let took = cred_start.elapsed();
+            let what = credential_name(step.auth);
+            return Err(if cred_budget < configured {
+                (
+                    FailureKind::Deadline,
+                    format!(
+                        "run deadline reached after {} while acquiring the {what}",
+                        fmt_duration(took)
+                    ),
+                    Some(took),
+                )
+            } else {
+                (
+                    FailureKind::Credential,
+                    format!("{what}: timeout after {}", fmt_duration(cred_budget)),
+                    Some(took),
+                )
+            });
         }
-        Ok(None) => {}
-        Err(e) => return Err((FailureKind::Credential, e, None)),
+    };
+    if let Some(token) = &sent {
+        req = req.bearer_auth(token);
     }
+    // The request gets what is left after the credential.
+    let Some(timeout) = budget(configured, deadline) else {
+        return Err((
+            FailureKind::Deadline,
+            "run deadline reached before this request".into(),
+            None,
+        ));
+    };
+    let cut_by_deadline = timeout < configured;
+    tracing::trace!(method = %p.method, url = %p.url, auth = step.auth.as_str(), timeout_ms = timeout.as_millis() as u64, "sending");
     let mut secrets: Vec<&str> = sent.iter().map(String::as_str).collect();
     if let Some(admin) = &engine.admin {
         secrets.push(admin.expose());
@@ -234,6 +274,7 @@ fn judge(expect: &Expect, ex: &Exchange, vars: &Vars) -> Option<String> {
         status: ex.status,
         json: ex.json.as_ref(),
         body_snippet: &snippet,
+        content_type: ex.content_type.as_deref(),
     };
     let failures = check(expect, &resp, vars);
     if failures.is_empty() {

@@ -78,6 +78,10 @@ pub struct RouteFault {
     /// Delay announced in Retry-After on a 429/503.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<Dur>,
+    /// Announce `Retry-After` as an HTTP date instead of delta seconds (not under
+    /// `/inApps/`, where Apple's absolute milliseconds are kept): RFC 9110 allows both.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_after_date: bool,
     /// Never answer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hang: bool,
@@ -197,6 +201,8 @@ pub enum Action {
     Fail {
         status: u16,
         retry_after: Option<Duration>,
+        /// `Retry-After` as an HTTP date.
+        http_date: bool,
     },
     Pass,
 }
@@ -252,6 +258,7 @@ impl RouteFault {
             Action::Fail {
                 status: self.status.unwrap_or(500),
                 retry_after: self.retry_after.map(Duration::from),
+                http_date: self.retry_after_date,
             }
         } else {
             Action::Pass

@@ -53,7 +53,8 @@ pub async fn inject_faults(State(state): State<Shared>, req: Request, next: Next
         Action::Fail {
             status,
             retry_after,
-        } => injected_error(&path, status, retry_after),
+            http_date,
+        } => injected_error(&path, status, retry_after, http_date),
     }
 }
 
@@ -139,7 +140,12 @@ fn unavailable() -> Response {
         .into_response()
 }
 
-fn injected_error(path: &str, status: u16, retry_after: Option<Duration>) -> Response {
+fn injected_error(
+    path: &str,
+    status: u16,
+    retry_after: Option<Duration>,
+    http_date: bool,
+) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let wait = retry_after.unwrap_or(Duration::from_secs(1));
     let mut headers = HeaderMap::new();
@@ -154,7 +160,15 @@ fn injected_error(path: &str, status: u16, retry_after: Option<Duration>) -> Res
         if matches!(code.as_u16(), 429 | 503) {
             // Delta seconds, rounded up: a client must not come back early.
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            headers.insert("retry-after", HeaderValue::from(secs.max(1)));
+            if http_date {
+                // Whole seconds too: one more, so the truncated date is not early.
+                let at = std::time::SystemTime::now() + Duration::from_secs(secs.max(1) + 1);
+                if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+                    headers.insert("retry-after", v);
+                }
+            } else {
+                headers.insert("retry-after", HeaderValue::from(secs.max(1)));
+            }
         }
         if path == "/token" {
             // The OAuth2 token endpoint answers in RFC 6749's shape, not the API envelope.

@@ -62,6 +62,12 @@ fn failed(s: &StepReport) -> bool {
     s.verdict == Verdict::Fail
 }
 
+/// Some of the step's requests failed outright. A step that failed only its latency SLO
+/// answered correctly: that is degradation, never an outage or a failed verification.
+fn broken(s: &StepReport) -> bool {
+    failed(s) && s.failed > 0
+}
+
 fn failed_kind(s: &StepReport, kinds: &[FailureKind]) -> bool {
     failed(s) && s.failures.iter().any(|f| kinds.contains(&f.kind))
 }
@@ -127,7 +133,7 @@ pub fn classify(report: &Report, backend: &str) -> Option<Incident> {
         .filter(|p| {
             p.steps
                 .iter()
-                .any(|s| failed(s) && s.target == "backend" && s.name.contains("verify"))
+                .any(|s| broken(s) && s.target == "backend" && s.name.contains("verify"))
         })
         .map(|p| p.platform.as_str())
         .collect();

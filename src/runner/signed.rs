@@ -61,6 +61,8 @@ pub fn verify_into(engine: &Engine, spec: &VerifyJws, vars: &mut Vars) -> Result
         status: 200,
         json: Some(&payload),
         body_snippet: "",
+        // A verified payload is JSON whatever the response's type was.
+        content_type: Some("application/json"),
     };
     let failures = check_json(&spec.expect, &resp, vars);
     if !failures.is_empty() {

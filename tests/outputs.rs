@@ -389,7 +389,7 @@ fn assert_alerts_match(suite: roxmltree::Node<'_, '_>, r: &Value) {
             .strip_prefix(&state)
             .unwrap_or_else(|| panic!("{rule}: {text:?} starts with {state:?}"));
         assert!(text.starts_with(str_of(&a["message"])), "{rule}: {text}");
-        let f = figures(&text);
+        let f = figures(text);
         assert_eq!(f["severity"], str_of(&a["severity"]), "{rule}");
         let num = |k: &str| {
             f[k].parse::<f64>()

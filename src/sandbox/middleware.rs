@@ -17,6 +17,23 @@ use axum::routing::{get, post};
 use super::faults::{Action, FaultSpec};
 use super::{Shared, now_ms};
 
+/// Sleeps `d` to within a fraction of a millisecond. tokio's timer wheel has millisecond
+/// ticks and fires a tick or two late (+1.5 ms on 20 ms, seen by every client alike), which
+/// would blur the injected latency that fidelity tests and benchmarks compare against; the
+/// last stretch is slept on a blocking thread, whose `nanosleep` is precise to tens of µs.
+async fn precise_sleep(d: Duration) {
+    const SLACK: Duration = Duration::from_millis(3);
+    let until = tokio::time::Instant::now() + d;
+    if d > SLACK {
+        tokio::time::sleep_until(until - SLACK).await;
+    }
+    let rest = until.saturating_duration_since(tokio::time::Instant::now());
+    if !rest.is_zero() {
+        // The blocking pool is only held for the last few ms of each delay.
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
+}
+
 pub async fn inject_faults(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     if path.starts_with("/sandbox/") {
@@ -38,7 +55,7 @@ pub async fn inject_faults(State(state): State<Shared>, req: Request, next: Next
     };
     if !latency.is_zero() {
         tokio::select! {
-            _ = tokio::time::sleep(latency) => {}
+            _ = precise_sleep(latency) => {}
             _ = state.shutting_down() => return unavailable(),
         }
     }

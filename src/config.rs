@@ -95,6 +95,9 @@ struct AppleDef {
     private_key: Spanned<SecretSource>,
     #[serde(default)]
     token_lifetime: Option<Spanned<Dur>>,
+    /// Shortest gap between two polls of an App Store Server API endpoint.
+    #[serde(default)]
+    poll_min_interval: Option<Spanned<Dur>>,
     /// Trust anchors for signed data (PEM or DER files).
     #[serde(default)]
     root_ca: Vec<PathBuf>,
@@ -196,6 +199,9 @@ pub struct AppleConfig {
     pub bundle_id: String,
     pub private_key: SecretSource,
     pub token_lifetime: Duration,
+    /// Polls of an App Store Server API endpoint (steps with `auth = "app-store"`) are
+    /// never closer than this, whatever the probe's `every` says.
+    pub poll_min_interval: Duration,
     pub root_ca: Vec<PathBuf>,
 }
 
@@ -335,9 +341,20 @@ pub fn parse(src: &str, path: &Path) -> Result<Config, ConfigError> {
                 "must be between 1m and 60m (Apple refuses tokens living over an hour)",
             );
         }
+        // Apple's rate limit on Get Test Notification Status: about one request a second
+        // in production and a tenth of that in the sandbox.
+        let poll_min_interval = a.poll_min_interval.as_ref().map_or(
+            if env_prod || host_prod {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_secs(10)
+            },
+            |m| m.get_ref().0,
+        );
         AppleConfig {
             base_url: base.into_inner().trim_end_matches('/').to_string(),
             production: env_prod || host_prod,
+            poll_min_interval,
             issuer_id: a.issuer_id,
             key_id: a.key_id,
             bundle_id: a.bundle_id,

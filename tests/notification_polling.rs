@@ -116,8 +116,9 @@ until = {{ status = 200, json = {{ "$.sendAttempts[*].sendAttemptResult" = {{ co
 }
 
 /// Runs the polling probe through the recorder against a status endpoint that always
-/// answers 429 with `Retry-After` of `retry_after`; returns the polls it made.
-async fn polls_under_429(every: &str, within: &str, retry_after: &str) -> Vec<Hit> {
+/// answers 429 with `Retry-After` of `retry_after`, with `[apple] poll_min_interval` set
+/// to `min`; returns the polls it made.
+async fn polls_under_429(every: &str, within: &str, retry_after: &str, min: &str) -> Vec<Hit> {
     let sb = Sb::start_with(faults(json!({"route": [{
         "path": "/inApps/v1/notifications/test/*", "method": "GET",
         "status": 429, "retry_after": retry_after,
@@ -139,6 +140,12 @@ async fn polls_under_429(every: &str, within: &str, retry_after: &str) -> Vec<Hi
     )
     .unwrap();
     sb.use_probes_dir(&dir);
+    sb.edit("probe.toml", |s| {
+        s.replace(
+            "poll_min_interval = \"1s\"",
+            &format!("poll_min_interval = \"{min}\""),
+        )
+    });
     let cfg = sb.config_str();
     let run = probe(&["run", "--config", &cfg, "--format", "json"]).await;
     run.expect_code(1);
@@ -155,7 +162,7 @@ async fn polls_under_429(every: &str, within: &str, retry_after: &str) -> Vec<Hi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_retry_after_is_waited_out() {
-    let hits = polls_under_429("200ms", "2500ms", "1s").await;
+    let hits = polls_under_429("200ms", "2500ms", "1s", "0s").await;
     // Polls at about 0 s, 1 s and 2 s: more than `every` alone would allow fewer of.
     assert!(hits.len() >= 2, "it polled again after the 429: {hits:?}");
     assert!(hits.len() <= 3, "{} polls in 2.5 s: {hits:?}", hits.len());
@@ -176,10 +183,27 @@ async fn a_429_retry_after_is_waited_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_retry_after_never_polls_faster_than_every() {
     let every = Duration::from_millis(400);
-    let hits = polls_under_429("400ms", "1500ms", "50ms").await;
+    let hits = polls_under_429("400ms", "1500ms", "50ms", "0s").await;
     assert!(hits.len() >= 3, "it kept polling: {hits:?}");
     for pair in hits.windows(2) {
         let gap = pair[1].at - pair[0].at;
         assert!(gap >= every, "polls {gap:?} apart, `every` is {every:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apples_minimum_poll_interval_spaces_polls_wider_than_every() {
+    // The probe asks for 100 ms and the 429s for 10 ms; `[apple] poll_min_interval`
+    // (Apple's per-endpoint rate limit) wins over both.
+    let min = Duration::from_millis(600);
+    let hits = polls_under_429("100ms", "1500ms", "10ms", "600ms").await;
+    assert!(hits.len() >= 2, "it kept polling: {hits:?}");
+    assert!(hits.len() <= 3, "{} polls in 1.5 s: {hits:?}", hits.len());
+    for pair in hits.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= min,
+            "polls {gap:?} apart, poll_min_interval is {min:?}"
+        );
     }
 }

@@ -426,6 +426,11 @@ pub async fn run(engine: &Engine, step: &Step, vars: &mut Vars, deadline: Instan
                 Some(ra) if matches!(ex.status, 429 | 503) => ra.max(poll.every),
                 _ => poll.every,
             };
+            // Apple rate-limits its API per endpoint: stay under it rather than ride 429s.
+            let pause = match (&step.auth, &engine.config.apple) {
+                (Auth::AppStore, Some(a)) => pause.max(a.poll_min_interval),
+                _ => pause,
+            };
             if waited + pause > poll.within {
                 let last = judge(&poll.until, &ex, vars).unwrap_or_default();
                 let mut r = StepResult::fail(

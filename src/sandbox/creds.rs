@@ -243,6 +243,8 @@ key_id = "{kid}"
 bundle_id = "{BUNDLE_ID}"
 private_key = {{ file = "{key_file}" }}
 root_ca = ["sandbox-root-ca.pem"]
+# The local fake has no rate limit; Apple's sandbox default is 10s.
+poll_min_interval = "1s"
 
 [google]
 base_url = "{base_url}"

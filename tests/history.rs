@@ -312,15 +312,14 @@ async fn failing_verify_fires_purchase_success_critical() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_verify_fires_the_latency_warning() {
+/// One ios-purchase run whose verify takes 100 ms, with `alerts` added to `[alerts]`.
+/// 100 ms is within the step's own 2 s SLO, so the run itself passes (exit 0).
+async fn slow_verify_run(alerts: &str) -> (Sb, Value) {
     let sb = Sb::start_with(faults(json!({
         "route": [{"path": "/iap/verify", "latency": "100ms"}]
     })))
     .await;
-    sb.edit("probe.toml", |s| {
-        format!("{s}\n[alerts]\nverify_warning_above = \"50ms\"\n")
-    });
+    sb.edit("probe.toml", |s| format!("{s}\n[alerts]\n{alerts}\n"));
     let run = probe(&[
         "run",
         "--config",
@@ -331,9 +330,14 @@ async fn slow_verify_fires_the_latency_warning() {
         "json",
     ])
     .await;
-    // Within the step's own 2 s SLO: the run passes, the windowed rule warns.
     run.expect_code(0);
     let r = run.json();
+    (sb, r)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_verify_fires_the_latency_warning() {
+    let (sb, r) = slow_verify_run("verify_warning_above = \"50ms\"").await;
     let a = alert(&r["alerts"], "verify_latency_warning");
     assert_eq!(a["firing"], true, "{a:#}");
     assert_eq!(a["threshold"], 0.05);
@@ -654,27 +658,8 @@ async fn the_store_is_wal_and_its_histograms_are_hdr_v2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_verify_fires_the_latency_critical_rule() {
-    let sb = Sb::start_with(faults(json!({
-        "route": [{"path": "/iap/verify", "latency": "100ms"}]
-    })))
-    .await;
     // The runbook's 10 s over 5 min, scaled down so a 100 ms verify crosses it.
-    sb.edit("probe.toml", |s| {
-        format!("{s}\n[alerts]\nverify_critical_above = \"50ms\"\n")
-    });
-    let run = probe(&[
-        "run",
-        "--config",
-        &sb.config_str(),
-        "--probe",
-        "ios-purchase",
-        "--format",
-        "json",
-    ])
-    .await;
-    // Within the step's own 2 s SLO: the run passes, the windowed rule fires.
-    run.expect_code(0);
-    let r = run.json();
+    let (sb, r) = slow_verify_run("verify_critical_above = \"50ms\"").await;
     let a = alert(&r["alerts"], "verify_latency_critical");
     assert_eq!(a["firing"], true, "{a:#}");
     assert_eq!(a["severity"], "critical");

@@ -291,8 +291,11 @@ mod tests {
 
     #[test]
     fn rejects_wrong_key_kinds_with_advice() {
-        let sec1 = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n";
-        assert!(parse_p8(sec1).err().unwrap().contains("openssl pkcs8"));
+        // A genuine P-256 key in SEC1 form, made here: `openssl ecparam -genkey` output.
+        let sec1 = p256::SecretKey::random(&mut rand_core_06::OsRng)
+            .to_sec1_pem(p256::pkcs8::LineEnding::LF)
+            .unwrap();
+        assert!(parse_p8(&sec1).err().unwrap().contains("openssl pkcs8"));
         let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)
             .unwrap()
             .serialize_pem();

@@ -94,7 +94,8 @@ fn status_failure(accepted: &[u16], status: u16) -> Option<String> {
 /// What came instead of JSON: the declared type (the usual clue: a proxy's or load
 /// balancer's HTML page) and how the body starts.
 fn describe_body(content_type: Option<&str>, snippet: &str) -> String {
-    let ctype = match content_type.map(str::trim).filter(|c| !c.is_empty()) {
+    // Trimmed, capped and `None` when empty already (`runner::http::exchange`).
+    let ctype = match content_type {
         Some(c) => format!("Content-Type {c}"),
         None => "no Content-Type".into(),
     };

@@ -1,7 +1,8 @@
 //! JUnit XML for CI (GitHub Actions, GitLab, Jenkins): a testsuite per probe, a testcase
 //! per step, failures carrying the reason and what to check, durations in seconds.
 //! The runbook's windowed alert rules, evaluated over the run history, are one more
-//! testsuite ([`ALERTS_SUITE`]) with a testcase per rule, failing while the rule fires.
+//! testsuite ([`ALERTS_SUITE`]) with a testcase per rule: its state and figures, never a
+//! failure (the rules judge the history; JUnit failures agree with the run's exit code).
 //! Written with quick-junit (nextest's writer), so escaping is not ours to get wrong.
 
 use std::time::Duration;
